@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package ramtrain needs to build, run and test.
+# Run as root (or through sudo). Safe to run again: apt-get skips what is there.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config git
+  libzmq3-dev                       # ZeroMQ: messages between services
+  libprotobuf-c-dev protobuf-c-compiler  # protobuf-c runtime and protoc-c
+  liburing-dev                      # io_uring I/O engine
+  libhwloc-dev                      # NUMA / core topology
+  libopenblas-openmp-dev            # sgemm for the CPU backend (OpenMP build: one thread pool)
+  libjansson-dev                    # JSON: config.json, safetensors headers
+  libyaml-dev                       # run configs
+  libcmocka-dev                     # unit tests
+  python3 python3-torch python3-numpy  # PyTorch: the numerical oracle of the tests
+)
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update
+$sudo apt-get install -y --no-install-recommends "${pkgs[@]}"

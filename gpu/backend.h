@@ -1,0 +1,81 @@
+/*
+ * backend: the compute interface the worker drives, one layer block at a time.
+ *
+ * A backend computes; it never owns weights. Every call takes the weights
+ * bound for that call (pointers into a layer block, on the host for the CPU
+ * backend, on the device for CUDA) and activations, so a block's result is a
+ * function of (weights, input) only. A layer's backward recomputes the
+ * layer's forward from the saved layer input: the only activation kept
+ * between forward and backward is each layer's input. Gradients are
+ * accumulated (+=) into the gradient pointers, so micro-batches add up in
+ * place; the caller zeroes them at the start of a step.
+ *
+ * Shapes: a micro-batch is B rows of T tokens, N = B*T; activations are
+ * row-major [N, hidden] fp32. Positions restart at 0 in every row.
+ *
+ * The backend sizes its scratch memory once at creation for at most
+ * max_tokens tokens in rows of at most max_seq, and allocates nothing after.
+ * Calls on one backend are not thread-safe (a backend uses its own threads).
+ */
+#ifndef RAMTRAIN_GPU_BACKEND_H
+#define RAMTRAIN_GPU_BACKEND_H
+
+#include <stdint.h>
+
+#include "gpu/model.h"
+#include "storage/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BE_IGNORE_INDEX (-100) /* a target equal to this adds no loss (PyTorch's ignore_index) */
+
+typedef struct be_backend be_backend;
+
+typedef struct be_ops {
+    const char *name;
+    /* Frees the backend and its scratch memory. */
+    void (*destroy)(be_backend *be);
+    /* x[n, hidden] = embed[tokens[i]]. */
+    int (*embed_forward)(be_backend *be, const model_embed_ptrs *w, const int32_t *tokens, int n,
+                         float *x);
+    /* g->embed[tokens[i]] += dx[i]; rows are added in token order (deterministic). */
+    int (*embed_backward)(be_backend *be, const int32_t *tokens, int n, const float *dx,
+                          model_embed_ptrs *g);
+    /* y[N, hidden] = decoder layer (w) applied to x[N, hidden]. y must not alias x. */
+    int (*layer_forward)(be_backend *be, const model_layer_ptrs *w, const float *x, float *y,
+                         int B, int T);
+    /* Recomputes the layer's forward from x, then dx[N, hidden] = dL/dx given
+     * dy = dL/dy, and adds dL/dW into g. dx may alias dy. */
+    int (*layer_backward)(be_backend *be, const model_layer_ptrs *w, const float *x,
+                          const float *dy, float *dx, model_layer_ptrs *g, int B, int T);
+    /* Final RMSNorm, LM head and cross-entropy over n tokens, computed in
+     * vocabulary chunks (the [n, vocab] logits are never whole in memory).
+     * Adds the sum of -log p(target) over targets != BE_IGNORE_INDEX to
+     * *loss_sum. When dx is not NULL, also writes dx[n, hidden] and adds into
+     * g (and g_embed when the head is tied) the gradients of
+     * grad_scale * sum(loss). embed is the embedding when tied, else NULL. */
+    int (*head_loss)(be_backend *be, const model_head_ptrs *w, const float *embed,
+                     const float *x, const int32_t *targets, int n, float grad_scale,
+                     double *loss_sum, float *dx, model_head_ptrs *g, float *g_embed);
+} be_ops;
+
+struct be_backend {
+    const be_ops *ops;
+    model_config cfg;
+    int max_tokens;     /* N bound the scratch was sized for */
+    int max_seq;        /* T bound */
+    int n_threads;
+};
+
+/* Creates the CPU backend (OpenBLAS + threads) with n_threads threads (0: one
+ * per online core). *out is freed with be->ops->destroy. */
+int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_threads,
+                  be_backend **out, rt_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,639 @@
+/*
+ * cpu_backend: the host implementation of the backend interface (backend.h),
+ * fp32, OpenBLAS sgemm for every projection and OpenMP loops for the rest.
+ *
+ * Threads: one libgomp pool serves both our loops and sgemm (we link the
+ * OpenMP build of OpenBLAS). sgemm is always called from outside a parallel
+ * region, so it gets the whole pool; our loops never nest.
+ *
+ * Determinism: every reduction has a fixed order. Column sums (bias and norm
+ * weight gradients, embedding rows) split the columns between threads and
+ * walk the rows in order; attention's dK/dV are computed per key row by one
+ * thread, never accumulated concurrently. Results therefore do not depend on
+ * scheduling, only on the thread count OpenBLAS partitions sgemm with.
+ *
+ * Memory: every scratch buffer is sized in be_cpu_create for max_tokens and
+ * max_seq and reused for every call; nothing is allocated afterwards.
+ *
+ * Choices:
+ * - Attention runs row by row with an online softmax and keeps only the
+ *   log-sum-exp of each (token, head); its backward recomputes the
+ *   probabilities (as FlashAttention does) in two passes, one over query rows
+ *   for dQ and one over key rows for dK/dV, so no [T, T] matrix is stored and
+ *   no two threads add into the same row.
+ * - The LM head runs over chunks of tokens, each against the whole
+ *   vocabulary, rather than chunks of the vocabulary: a chunk's softmax is
+ *   then exact in one pass and the head costs three GEMMs, where vocabulary
+ *   chunks need the logits twice (once for the log-sum-exp, once for the
+ *   gradient). Memory stays bounded by the chunk (HEAD_CHUNK_FLOATS).
+ * - The backward recomputes the forward except the down projection, whose
+ *   output only feeds the layer output, which backward does not need.
+ */
+#include "gpu/backend.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEAD_CHUNK_FLOATS (8u << 20) /* logits of one head chunk: 32 MiB */
+#define COL_BLOCK 64                 /* columns per task in column sums */
+
+typedef struct cpu_backend {
+    be_backend base;
+    int64_t H, QD, KVD, ID, V, hd, nh, nkv;
+    int head_rows;       /* tokens per head chunk */
+    /* forward state of one layer (recomputed by backward) */
+    float *h;            /* [N, H]  attn_norm(x) */
+    float *rstd1;        /* [N]     1/rms of x */
+    float *q;            /* [N, QD] after RoPE */
+    float *k, *v;        /* [N, KVD] k after RoPE */
+    float *att;          /* [N, QD] attention output, before o_proj */
+    float *lse;          /* [N, nh] log-sum-exp of each attention row */
+    float *x1;           /* [N, H]  x + o_proj(att) */
+    float *h2;           /* [N, H]  mlp_norm(x1) */
+    float *rstd2;        /* [N] */
+    float *g, *u, *a;    /* [N, ID]  gate, up, silu(gate)*up */
+    /* backward scratch */
+    float *da;           /* [N, ID] */
+    float *dh;           /* [N, H] */
+    float *dx1;          /* [N, H] */
+    float *datt;         /* [N, QD] */
+    float *dq;           /* [N, QD] */
+    float *dk, *dv;      /* [N, KVD] */
+    float *dsum;         /* [N, nh] rowwise datt . att */
+    /* head */
+    float *logits;       /* [head_rows, V] */
+    double *row_loss;    /* [N] */
+    /* tables */
+    float *rope_cos;     /* [max_seq, hd/2] */
+    float *rope_sin;     /* [max_seq, hd/2] */
+    float *row_scratch;  /* [threads, max_seq] attention probabilities of one row */
+} cpu_backend;
+
+/* ---- small kernels ----------------------------------------------------------------- */
+
+static inline float dotf(const float *restrict a, const float *restrict b, int64_t n)
+{
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static inline void axpyf(float alpha, const float *restrict x, float *restrict y, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++)
+        y[i] += alpha * x[i];
+}
+
+/* y[n, out] = x[n, in] @ w[out, in]^T (+ b[out]) */
+static void linear_fwd(const float *x, const float *w, const float *b, float *y, int64_t n,
+                       int64_t in, int64_t out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x,
+                (int)in, w, (int)in, 0.0f, y, (int)out);
+    if (b != NULL) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < n; r++)
+            axpyf(1.0f, b, y + r * out, out);
+    }
+}
+
+/* dx[n, in] = beta*dx + dy[n, out] @ w[out, in] */
+static void linear_bwd_data(const float *dy, const float *w, float *dx, int64_t n, int64_t in,
+                            int64_t out, float beta)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out, 1.0f, dy,
+                (int)out, w, (int)in, beta, dx, (int)in);
+}
+
+/* out[j] += sum_r a[r, j] * (b ? b[r, j] * (s ? s[r] : 1) : 1), rows in order. */
+static void colsum_acc(const float *a, const float *b, const float *s, int64_t n, int64_t d,
+                       float *out)
+{
+    int64_t nblk = (d + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        int64_t j0 = blk * COL_BLOCK, j1 = j0 + COL_BLOCK < d ? j0 + COL_BLOCK : d;
+        float acc[COL_BLOCK] = {0};
+        for (int64_t r = 0; r < n; r++) {
+            const float *ar = a + r * d;
+            if (b == NULL) {
+                for (int64_t j = j0; j < j1; j++)
+                    acc[j - j0] += ar[j];
+            } else {
+                const float *br = b + r * d;
+                float sr = s != NULL ? s[r] : 1.0f;
+                for (int64_t j = j0; j < j1; j++)
+                    acc[j - j0] += ar[j] * br[j] * sr;
+            }
+        }
+        for (int64_t j = j0; j < j1; j++)
+            out[j] += acc[j - j0];
+    }
+}
+
+/* dw[out, in] += dy[n, out]^T @ x[n, in]; db[out] += colsum(dy) */
+static void linear_bwd_weight(const float *dy, const float *x, float *dw, float *db, int64_t n,
+                              int64_t in, int64_t out)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0f, dy,
+                (int)out, x, (int)in, 1.0f, dw, (int)in);
+    if (db != NULL)
+        colsum_acc(dy, NULL, NULL, n, out, db);
+}
+
+/* y = x * rstd * w per row; rstd[r] = 1/sqrt(mean(x^2) + eps) */
+static void rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, int64_t n,
+                        int64_t d, double eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * d;
+        float *yr = y + r * d;
+        float ss = dotf(xr, xr, d);
+        float rs = (float)(1.0 / sqrt((double)ss / (double)d + eps));
+        rstd[r] = rs;
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++)
+            yr[j] = xr[j] * rs * w[j];
+    }
+}
+
+/* dx = (beta ? dx : 0) + d/dx of rmsnorm given dy; dw += sum_r dy * x * rstd */
+static void rmsnorm_bwd(const float *x, const float *w, const float *rstd, const float *dy,
+                        float *dx, float *dw, int64_t n, int64_t d, int accumulate)
+{
+    colsum_acc(dy, x, rstd, n, d, dw);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * d, *dyr = dy + r * d;
+        float *dxr = dx + r * d;
+        float rs = rstd[r];
+        float m = 0.0f; /* sum_j dy_j w_j x_j */
+#pragma omp simd reduction(+ : m)
+        for (int64_t j = 0; j < d; j++)
+            m += dyr[j] * w[j] * xr[j];
+        float c = m * rs * rs * rs / (float)d;
+        if (accumulate) {
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++)
+                dxr[j] += dyr[j] * w[j] * rs - xr[j] * c;
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++)
+                dxr[j] = dyr[j] * w[j] * rs - xr[j] * c;
+        }
+    }
+}
+
+/* Rotates each head of x[N, heads*hd] in place, as Hugging Face's
+ * apply_rotary_pos_emb (rotate_half); inverse = 1 applies the transpose (backward). */
+static void rope_apply(const cpu_backend *cb, float *x, int64_t heads, int B, int T, int inverse)
+{
+    int64_t half = cb->hd / 2, hd = cb->hd;
+    int64_t n = (int64_t)B * T;
+    float sgn = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; r++) {
+        int64_t pos = r % T;
+        const float *c = cb->rope_cos + pos * half, *s = cb->rope_sin + pos * half;
+        for (int64_t h = 0; h < heads; h++) {
+            float *x1 = x + r * heads * hd + h * hd, *x2 = x1 + half;
+#pragma omp simd
+            for (int64_t i = 0; i < half; i++) {
+                float a = x1[i], b = x2[i], si = sgn * s[i];
+                x1[i] = a * c[i] - b * si;
+                x2[i] = b * c[i] + a * si;
+            }
+        }
+    }
+}
+
+/* Causal GQA attention forward: att and lse from q, k, v. */
+static void attention_fwd(cpu_backend *cb, int B, int T)
+{
+    int64_t nh = cb->nh, hd = cb->hd, group = cb->nh / cb->nkv;
+    int64_t QD = cb->QD, KVD = cb->KVD;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    int64_t total = (int64_t)B * nh * T;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t idx = 0; idx < total; idx++) {
+        int64_t i = idx % T, h = (idx / T) % nh, b = idx / (T * nh);
+        int64_t kvh = h / group;
+        float *p = cb->row_scratch + (int64_t)omp_get_thread_num() * cb->base.max_seq;
+        const float *qi = cb->q + (b * T + i) * QD + h * hd;
+        const float *kb = cb->k + b * T * KVD + kvh * hd;
+        const float *vb = cb->v + b * T * KVD + kvh * hd;
+        float m = -INFINITY;
+        for (int64_t j = 0; j <= i; j++) {
+            p[j] = dotf(qi, kb + j * KVD, hd) * scale;
+            if (p[j] > m)
+                m = p[j];
+        }
+        float l = 0.0f;
+        for (int64_t j = 0; j <= i; j++) {
+            p[j] = expf(p[j] - m);
+            l += p[j];
+        }
+        float *oi = cb->att + (b * T + i) * QD + h * hd;
+        memset(oi, 0, (size_t)hd * sizeof *oi);
+        float inv = 1.0f / l;
+        for (int64_t j = 0; j <= i; j++)
+            axpyf(p[j] * inv, vb + j * KVD, oi, hd);
+        cb->lse[(b * T + i) * nh + h] = m + logf(l);
+    }
+}
+
+/* Attention backward: dq, dk, dv from datt (and the saved lse). */
+static void attention_bwd(cpu_backend *cb, int B, int T)
+{
+    int64_t nh = cb->nh, nkv = cb->nkv, hd = cb->hd, group = nh / nkv;
+    int64_t QD = cb->QD, KVD = cb->KVD, N = (int64_t)B * T;
+    float scale = (float)(1.0 / sqrt((double)hd));
+
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++)
+        for (int64_t h = 0; h < nh; h++)
+            cb->dsum[r * nh + h] = dotf(cb->datt + r * QD + h * hd, cb->att + r * QD + h * hd, hd);
+
+    /* dQ: one task per query row */
+    int64_t total_q = (int64_t)B * nh * T;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t idx = 0; idx < total_q; idx++) {
+        int64_t i = idx % T, h = (idx / T) % nh, b = idx / (T * nh);
+        int64_t kvh = h / group, r = b * T + i;
+        const float *qi = cb->q + r * QD + h * hd, *doi = cb->datt + r * QD + h * hd;
+        const float *kb = cb->k + b * T * KVD + kvh * hd, *vb = cb->v + b * T * KVD + kvh * hd;
+        float *dqi = cb->dq + r * QD + h * hd;
+        float lse = cb->lse[r * nh + h], D = cb->dsum[r * nh + h];
+        memset(dqi, 0, (size_t)hd * sizeof *dqi);
+        for (int64_t j = 0; j <= i; j++) {
+            float p = expf(dotf(qi, kb + j * KVD, hd) * scale - lse);
+            float ds = p * (dotf(doi, vb + j * KVD, hd) - D);
+            axpyf(ds * scale, kb + j * KVD, dqi, hd);
+        }
+    }
+
+    /* dK, dV: one task per key row; the heads of its group add in order */
+    int64_t total_k = (int64_t)B * nkv * T;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t idx = 0; idx < total_k; idx++) {
+        int64_t j = idx % T, kvh = (idx / T) % nkv, b = idx / (T * nkv);
+        int64_t rj = b * T + j;
+        const float *kj = cb->k + rj * KVD + kvh * hd, *vj = cb->v + rj * KVD + kvh * hd;
+        float *dkj = cb->dk + rj * KVD + kvh * hd, *dvj = cb->dv + rj * KVD + kvh * hd;
+        memset(dkj, 0, (size_t)hd * sizeof *dkj);
+        memset(dvj, 0, (size_t)hd * sizeof *dvj);
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+            for (int64_t i = j; i < T; i++) {
+                int64_t r = b * T + i;
+                const float *qi = cb->q + r * QD + h * hd, *doi = cb->datt + r * QD + h * hd;
+                float p = expf(dotf(qi, kj, hd) * scale - cb->lse[r * nh + h]);
+                float ds = p * (dotf(doi, vj, hd) - cb->dsum[r * nh + h]);
+                axpyf(p, doi, dvj, hd);
+                axpyf(ds * scale, qi, dkj, hd);
+            }
+        }
+    }
+}
+
+/* ---- layer -------------------------------------------------------------------------- */
+
+/* Runs the layer's forward up to (not including) the down projection,
+ * leaving every intermediate in the scratch buffers. */
+static void layer_core(cpu_backend *cb, const model_layer_ptrs *w, const float *x, int B, int T)
+{
+    int64_t N = (int64_t)B * T, H = cb->H, ID = cb->ID;
+    const model_config *c = &cb->base.cfg;
+    rmsnorm_fwd(x, w->attn_norm, cb->h, cb->rstd1, N, H, c->rms_eps);
+    linear_fwd(cb->h, w->q_w, w->q_b, cb->q, N, H, cb->QD);
+    linear_fwd(cb->h, w->k_w, w->k_b, cb->k, N, H, cb->KVD);
+    linear_fwd(cb->h, w->v_w, w->v_b, cb->v, N, H, cb->KVD);
+    rope_apply(cb, cb->q, cb->nh, B, T, 0);
+    rope_apply(cb, cb->k, cb->nkv, B, T, 0);
+    attention_fwd(cb, B, T);
+    linear_fwd(cb->att, w->o_w, w->o_b, cb->x1, N, cb->QD, H);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++)
+        axpyf(1.0f, x + r * H, cb->x1 + r * H, H);
+    rmsnorm_fwd(cb->x1, w->mlp_norm, cb->h2, cb->rstd2, N, H, c->rms_eps);
+    linear_fwd(cb->h2, w->gate_w, NULL, cb->g, N, H, ID);
+    linear_fwd(cb->h2, w->up_w, NULL, cb->u, N, H, ID);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        const float *gr = cb->g + r * ID, *ur = cb->u + r * ID;
+        float *ar = cb->a + r * ID;
+        for (int64_t j = 0; j < ID; j++)
+            ar[j] = gr[j] / (1.0f + expf(-gr[j])) * ur[j];
+    }
+}
+
+static int check_shape(cpu_backend *cb, int B, int T)
+{
+    if (B <= 0 || T <= 0 || T > cb->base.max_seq || (int64_t)B * T > cb->base.max_tokens)
+        return -EINVAL;
+    return 0;
+}
+
+static int cpu_layer_forward(be_backend *be, const model_layer_ptrs *w, const float *x, float *y,
+                             int B, int T)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    if (check_shape(cb, B, T) < 0)
+        return -EINVAL;
+    int64_t N = (int64_t)B * T, H = cb->H;
+    layer_core(cb, w, x, B, T);
+    memcpy(y, cb->x1, (size_t)(N * H) * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)H, (int)cb->ID, 1.0f, cb->a,
+                (int)cb->ID, w->down_w, (int)cb->ID, 1.0f, y, (int)H);
+    return 0;
+}
+
+static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const float *x,
+                              const float *dy, float *dx, model_layer_ptrs *g, int B, int T)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    if (check_shape(cb, B, T) < 0)
+        return -EINVAL;
+    int64_t N = (int64_t)B * T, H = cb->H, ID = cb->ID, QD = cb->QD, KVD = cb->KVD;
+    layer_core(cb, w, x, B, T);
+
+    /* MLP: y = x1 + down(silu(gate) * up) */
+    linear_bwd_data(dy, w->down_w, cb->da, N, ID, H, 0.0f);
+    linear_bwd_weight(dy, cb->a, g->down_w, NULL, N, ID, H);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        float *gr = cb->g + r * ID, *ur = cb->u + r * ID, *dar = cb->da + r * ID;
+        for (int64_t j = 0; j < ID; j++) {
+            float sg = 1.0f / (1.0f + expf(-gr[j]));
+            float silu = gr[j] * sg;
+            float dgate = dar[j] * ur[j] * sg * (1.0f + gr[j] * (1.0f - sg));
+            ur[j] = dar[j] * silu; /* u becomes d(up) */
+            gr[j] = dgate;         /* g becomes d(gate) */
+        }
+    }
+    linear_bwd_weight(cb->g, cb->h2, g->gate_w, NULL, N, H, ID);
+    linear_bwd_weight(cb->u, cb->h2, g->up_w, NULL, N, H, ID);
+    linear_bwd_data(cb->g, w->gate_w, cb->dh, N, H, ID, 0.0f);
+    linear_bwd_data(cb->u, w->up_w, cb->dh, N, H, ID, 1.0f);
+    memcpy(cb->dx1, dy, (size_t)(N * H) * sizeof *dy);
+    rmsnorm_bwd(cb->x1, w->mlp_norm, cb->rstd2, cb->dh, cb->dx1, g->mlp_norm, N, H, 1);
+
+    /* attention: x1 = x + o_proj(attn(rope(q(h)), rope(k(h)), v(h))) */
+    linear_bwd_weight(cb->dx1, cb->att, g->o_w, g->o_b, N, QD, H);
+    linear_bwd_data(cb->dx1, w->o_w, cb->datt, N, QD, H, 0.0f);
+    attention_bwd(cb, B, T);
+    rope_apply(cb, cb->dq, cb->nh, B, T, 1);
+    rope_apply(cb, cb->dk, cb->nkv, B, T, 1);
+    linear_bwd_weight(cb->dq, cb->h, g->q_w, g->q_b, N, H, QD);
+    linear_bwd_weight(cb->dk, cb->h, g->k_w, g->k_b, N, H, KVD);
+    linear_bwd_weight(cb->dv, cb->h, g->v_w, g->v_b, N, H, KVD);
+    linear_bwd_data(cb->dq, w->q_w, cb->dh, N, H, QD, 0.0f);
+    linear_bwd_data(cb->dk, w->k_w, cb->dh, N, H, KVD, 1.0f);
+    linear_bwd_data(cb->dv, w->v_w, cb->dh, N, H, KVD, 1.0f);
+    /* dx may alias dy: dy is not read past this point */
+    if (dx != cb->dx1)
+        memcpy(dx, cb->dx1, (size_t)(N * H) * sizeof *dx);
+    rmsnorm_bwd(x, w->attn_norm, cb->rstd1, cb->dh, dx, g->attn_norm, N, H, 1);
+    return 0;
+}
+
+/* ---- embedding and head ----------------------------------------------------------- */
+
+static int cpu_embed_forward(be_backend *be, const model_embed_ptrs *w, const int32_t *tokens,
+                             int n, float *x)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    int64_t H = cb->H;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= cb->V)
+            return -EINVAL;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++)
+        memcpy(x + (int64_t)i * H, w->embed + (int64_t)tokens[i] * H, (size_t)H * sizeof *x);
+    return 0;
+}
+
+static int cpu_embed_backward(be_backend *be, const int32_t *tokens, int n, const float *dx,
+                              model_embed_ptrs *g)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    int64_t H = cb->H;
+    int64_t nblk = (H + COL_BLOCK - 1) / COL_BLOCK;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= cb->V)
+            return -EINVAL;
+    /* columns split between threads, tokens in order: repeated tokens add deterministically */
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        int64_t j0 = blk * COL_BLOCK, j1 = j0 + COL_BLOCK < H ? j0 + COL_BLOCK : H;
+        for (int i = 0; i < n; i++) {
+            float *gr = g->embed + (int64_t)tokens[i] * H;
+            const float *dr = dx + (int64_t)i * H;
+            for (int64_t j = j0; j < j1; j++)
+                gr[j] += dr[j];
+        }
+    }
+    return 0;
+}
+
+static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *embed,
+                         const float *x, const int32_t *targets, int n, float grad_scale,
+                         double *loss_sum, float *dx, model_head_ptrs *g, float *g_embed)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    int64_t H = cb->H, V = cb->V, N = n;
+    const float *W = w->lm_head != NULL ? w->lm_head : embed;
+    float *dW = NULL;
+    if (W == NULL || N <= 0 || N > cb->base.max_tokens)
+        return -EINVAL;
+    if (dx != NULL) {
+        dW = w->lm_head != NULL ? g->lm_head : g_embed;
+        if (dW == NULL)
+            return -EINVAL;
+    }
+    for (int64_t r = 0; r < N; r++)
+        if (targets[r] != BE_IGNORE_INDEX && (targets[r] < 0 || targets[r] >= V))
+            return -EINVAL;
+
+    float *hn = cb->h, *dhn = cb->dh; /* [N, H] final-norm output and its gradient */
+    rmsnorm_fwd(x, w->norm, hn, cb->rstd1, N, H, cb->base.cfg.rms_eps);
+    for (int64_t r0 = 0; r0 < N; r0 += cb->head_rows) {
+        int64_t R = N - r0 < cb->head_rows ? N - r0 : cb->head_rows;
+        float *lg = cb->logits;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)V, (int)H, 1.0f,
+                    hn + r0 * H, (int)H, W, (int)H, 0.0f, lg, (int)V);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < R; r++) {
+            float *lr = lg + r * V;
+            int32_t t = targets[r0 + r];
+            float m = -INFINITY;
+            for (int64_t j = 0; j < V; j++)
+                m = lr[j] > m ? lr[j] : m;
+            double s = 0.0;
+            for (int64_t j = 0; j < V; j++)
+                s += exp((double)(lr[j] - m));
+            double lse = (double)m + log(s);
+            cb->row_loss[r0 + r] = t == BE_IGNORE_INDEX ? 0.0 : lse - (double)lr[t];
+            if (dx == NULL)
+                continue;
+            float sc = t == BE_IGNORE_INDEX ? 0.0f : grad_scale;
+            for (int64_t j = 0; j < V; j++)
+                lr[j] = (float)exp((double)lr[j] - lse) * sc;
+            if (t != BE_IGNORE_INDEX)
+                lr[t] -= sc;
+        }
+        if (dx == NULL)
+            continue;
+        /* dW[V, H] += dlogits^T @ hn ; dhn[R, H] = dlogits @ W */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)H, (int)R, 1.0f, lg,
+                    (int)V, hn + r0 * H, (int)H, 1.0f, dW, (int)H);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)H, (int)V, 1.0f, lg,
+                    (int)V, W, (int)H, 0.0f, dhn + r0 * H, (int)H);
+    }
+    double total = 0.0;
+    for (int64_t r = 0; r < N; r++)
+        total += cb->row_loss[r];
+    *loss_sum += total;
+    if (dx != NULL)
+        rmsnorm_bwd(x, w->norm, cb->rstd1, dhn, dx, g->norm, N, H, 0);
+    return 0;
+}
+
+/* ---- creation ----------------------------------------------------------------------- */
+
+static void cpu_destroy(be_backend *be)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    if (cb == NULL)
+        return;
+    float **bufs[] = {&cb->h,   &cb->rstd1, &cb->q,    &cb->k,    &cb->v,    &cb->att,
+                      &cb->lse, &cb->x1,    &cb->h2,   &cb->rstd2, &cb->g,   &cb->u,
+                      &cb->a,   &cb->da,    &cb->dh,   &cb->dx1,  &cb->datt, &cb->dq,
+                      &cb->dk,  &cb->dv,    &cb->dsum, &cb->logits, &cb->rope_cos,
+                      &cb->rope_sin, &cb->row_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(*bufs[i]);
+    free(cb->row_loss);
+    free(cb);
+}
+
+static const be_ops CPU_OPS = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .embed_forward = cpu_embed_forward,
+    .embed_backward = cpu_embed_backward,
+    .layer_forward = cpu_layer_forward,
+    .layer_backward = cpu_layer_backward,
+    .head_loss = cpu_head_loss,
+};
+
+static float *alloc_floats(int64_t n, uint64_t *total)
+{
+    *total += (uint64_t)n * sizeof(float);
+    return aligned_alloc(64, (size_t)((n * (int64_t)sizeof(float) + 63) / 64 * 64));
+}
+
+int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_threads,
+                  be_backend **out, rt_err *err)
+{
+    *out = NULL;
+    if (max_tokens <= 0 || max_seq <= 0 || max_seq > max_tokens)
+        return err_set(err, -EINVAL, "cpu backend: bad sizes (max_tokens %d, max_seq %d)",
+                       max_tokens, max_seq);
+    if (cfg->sliding_window > 0 && max_seq > cfg->sliding_window)
+        return err_set(err, -EINVAL,
+                       "sequence length %d exceeds the model's sliding_window %lld: "
+                       "sliding-window attention is not implemented",
+                       max_seq, (long long)cfg->sliding_window);
+    cpu_backend *cb = calloc(1, sizeof *cb);
+    if (cb == NULL)
+        return err_set(err, -ENOMEM, "cpu backend: out of memory");
+    cb->base.ops = &CPU_OPS;
+    cb->base.cfg = *cfg;
+    cb->base.max_tokens = max_tokens;
+    cb->base.max_seq = max_seq;
+    if (n_threads <= 0)
+        n_threads = omp_get_num_procs();
+    cb->base.n_threads = n_threads;
+    omp_set_num_threads(n_threads);
+    openblas_set_num_threads(n_threads);
+
+    int64_t N = max_tokens;
+    cb->H = cfg->hidden;
+    cb->ID = cfg->intermediate;
+    cb->V = cfg->vocab;
+    cb->hd = cfg->head_dim;
+    cb->nh = cfg->n_heads;
+    cb->nkv = cfg->n_kv_heads;
+    cb->QD = cb->nh * cb->hd;
+    cb->KVD = cb->nkv * cb->hd;
+    int64_t rows = (int64_t)(HEAD_CHUNK_FLOATS / (uint64_t)cb->V);
+    cb->head_rows = (int)(rows < 1 ? 1 : rows > N ? N : rows);
+
+    uint64_t bytes = 0;
+    int64_t H = cb->H, ID = cb->ID, QD = cb->QD, KVD = cb->KVD, half = cb->hd / 2;
+    cb->h = alloc_floats(N * H, &bytes);
+    cb->rstd1 = alloc_floats(N, &bytes);
+    cb->q = alloc_floats(N * QD, &bytes);
+    cb->k = alloc_floats(N * KVD, &bytes);
+    cb->v = alloc_floats(N * KVD, &bytes);
+    cb->att = alloc_floats(N * QD, &bytes);
+    cb->lse = alloc_floats(N * cb->nh, &bytes);
+    cb->x1 = alloc_floats(N * H, &bytes);
+    cb->h2 = alloc_floats(N * H, &bytes);
+    cb->rstd2 = alloc_floats(N, &bytes);
+    cb->g = alloc_floats(N * ID, &bytes);
+    cb->u = alloc_floats(N * ID, &bytes);
+    cb->a = alloc_floats(N * ID, &bytes);
+    cb->da = alloc_floats(N * ID, &bytes);
+    cb->dh = alloc_floats(N * H, &bytes);
+    cb->dx1 = alloc_floats(N * H, &bytes);
+    cb->datt = alloc_floats(N * QD, &bytes);
+    cb->dq = alloc_floats(N * QD, &bytes);
+    cb->dk = alloc_floats(N * KVD, &bytes);
+    cb->dv = alloc_floats(N * KVD, &bytes);
+    cb->dsum = alloc_floats(N * cb->nh, &bytes);
+    cb->logits = alloc_floats((int64_t)cb->head_rows * cb->V, &bytes);
+    cb->rope_cos = alloc_floats((int64_t)max_seq * half, &bytes);
+    cb->rope_sin = alloc_floats((int64_t)max_seq * half, &bytes);
+    cb->row_scratch = alloc_floats((int64_t)n_threads * max_seq, &bytes);
+    cb->row_loss = calloc((size_t)N, sizeof *cb->row_loss);
+    float *check[] = {cb->h,   cb->rstd1, cb->q,    cb->k,    cb->v,    cb->att,   cb->lse,
+                      cb->x1,  cb->h2,    cb->rstd2, cb->g,   cb->u,    cb->a,     cb->da,
+                      cb->dh,  cb->dx1,   cb->datt, cb->dq,   cb->dk,   cb->dv,    cb->dsum,
+                      cb->logits, cb->rope_cos, cb->rope_sin, cb->row_scratch};
+    for (size_t i = 0; i < sizeof check / sizeof check[0]; i++) {
+        if (check[i] == NULL) {
+            cpu_destroy(&cb->base);
+            return err_set(err, -ENOMEM, "cpu backend: cannot allocate %.1f MiB of scratch",
+                           (double)bytes / (1 << 20));
+        }
+    }
+    if (cb->row_loss == NULL) {
+        cpu_destroy(&cb->base);
+        return err_set(err, -ENOMEM, "cpu backend: out of memory");
+    }
+
+    double *inv = malloc((size_t)half * sizeof *inv);
+    if (inv == NULL) {
+        cpu_destroy(&cb->base);
+        return err_set(err, -ENOMEM, "cpu backend: out of memory");
+    }
+    model_rope_inv_freq(cfg, inv);
+    for (int64_t p = 0; p < max_seq; p++)
+        for (int64_t i = 0; i < half; i++) {
+            double ang = (double)p * inv[i];
+            cb->rope_cos[p * half + i] = (float)cos(ang);
+            cb->rope_sin[p * half + i] = (float)sin(ang);
+        }
+    free(inv);
+    *out = &cb->base;
+    return 0;
+}

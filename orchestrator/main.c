@@ -1,0 +1,81 @@
+/*
+ * ramtrain: the command-line entry point. Dispatches to one subcommand per
+ * file (cmd_*.c). The services and the training supervisor (`ramtrain run`)
+ * join here as they land.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orchestrator/cli.h"
+
+static const struct command {
+    const char *name;
+    cli_command_fn fn;
+    const char *usage;
+} COMMANDS[] = {
+    {"init", cmd_init, "init --config CONFIG.json [--seed N] --out DIR"},
+    {"grad", cmd_grad,
+     "grad --model DIR --tokens FILE --batch B --seq T --out GRADS.safetensors [--threads N]"},
+    {"demo", cmd_demo, "demo [--steps N] [--out DIR] [--threads N]"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ramtrain <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  ramtrain %s\n", COMMANDS[i].usage);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ramtrain %s: %s\n", cmd, msg);
+}
+
+int cli_int(const char *cmd, const char *opt, const char *text, int64_t lo, int64_t hi,
+            int64_t *out)
+{
+    char *end;
+    long long v = strtoll(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || v < lo || v > hi) {
+        cli_error(cmd, "option %s: \"%s\" is not an integer in [%lld, %lld]", opt, text,
+                  (long long)lo, (long long)hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void cli_bad_option(const char *cmd, int argc, char **argv, int optind_seen)
+{
+    const char *arg = optind_seen - 1 < argc && optind_seen >= 1 ? argv[optind_seen - 1] : "?";
+    cli_error(cmd, "unknown option or missing value: '%s' (see 'ramtrain --help')", arg);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0)
+            return COMMANDS[i].fn(argc - 1, argv + 1);
+    if (argv[1][0] == '-')
+        fprintf(stderr, "ramtrain: unknown option '%s' (a command comes first)\n", argv[1]);
+    else
+        fprintf(stderr, "ramtrain: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
+}
