@@ -62,14 +62,16 @@ static int get_bool(json_t *root, const char *key, bool dflt, bool *out, const c
     return 0;
 }
 
+/* Defaults of each Transformers config class. kv_heads 0: num_attention_heads;
+ * window: sliding_window when the key is absent (null means none). */
 static const struct arch {
     const char *model_type, *architecture;
     double rms_eps, rope_theta;
-    int64_t max_pos;
+    int64_t max_pos, kv_heads, window;
 } ARCHS[] = {
-    {"llama", "LlamaForCausalLM", 1e-6, 10000.0, 2048},
-    {"mistral", "MistralForCausalLM", 1e-6, 10000.0, 4096 * 32},
-    {"qwen2", "Qwen2ForCausalLM", 1e-6, 10000.0, 32768},
+    {"llama", "LlamaForCausalLM", 1e-6, 10000.0, 2048, 0, 0},
+    {"mistral", "MistralForCausalLM", 1e-6, 10000.0, 4096 * 32, 8, 4096},
+    {"qwen2", "Qwen2ForCausalLM", 1e-6, 10000.0, 32768, 32, 4096},
 };
 
 static const struct arch *find_arch(json_t *root, const char *name, rt_err *err)
@@ -180,7 +182,8 @@ int model_config_parse(const char *json_text, const char *name, model_config *c,
         (rc = get_int(root, "num_hidden_layers", 1, 0, &c->n_layers, name, err)) < 0 ||
         (rc = get_int(root, "num_attention_heads", 1, 0, &c->n_heads, name, err)) < 0 ||
         (rc = get_int(root, "vocab_size", 1, 0, &c->vocab, name, err)) < 0 ||
-        (rc = get_int(root, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, name, err)) < 0 ||
+        (rc = get_int(root, "num_key_value_heads", 0, arch->kv_heads ? arch->kv_heads : c->n_heads,
+                      &c->n_kv_heads, name, err)) < 0 ||
         (rc = get_int(root, "max_position_embeddings", 0, arch->max_pos, &c->max_pos, name, err)) < 0 ||
         (rc = get_num(root, "rms_norm_eps", arch->rms_eps, &c->rms_eps, name, err)) < 0 ||
         (rc = get_num(root, "initializer_range", 0.02, &c->init_range, name, err)) < 0 ||
@@ -257,16 +260,27 @@ int model_config_parse(const char *json_text, const char *name, model_config *c,
         c->qkv_bias = c->o_bias = ab;
     }
 
-    /* Sliding-window attention: Mistral's sliding_window; Qwen2's only when
-     * use_sliding_window is true. Sequences longer than the window are refused
-     * at run time rather than computed with a different mask. */
-    json_t *sw = json_object_get(root, "sliding_window");
-    bool use_sw = true;
+    /* Sliding-window attention: Mistral's sliding_window, Qwen2's only when
+     * use_sliding_window is true; Llama has none. An absent key means the
+     * class default (4096), an explicit null means no window. Sequences longer
+     * than the window are refused at run time rather than computed with a
+     * different mask. */
+    bool use_sw = arch->window > 0;
     if (strcmp(c->model_type, "qwen2") == 0 &&
         (rc = get_bool(root, "use_sliding_window", false, &use_sw, name, err)) < 0)
         goto out;
-    if (use_sw && json_is_integer(sw) && json_integer_value(sw) > 0)
-        c->sliding_window = json_integer_value(sw);
+    if (use_sw) {
+        json_t *sw = json_object_get(root, "sliding_window");
+        if (sw == NULL)
+            c->sliding_window = arch->window;
+        else if (json_is_integer(sw) && json_integer_value(sw) > 0)
+            c->sliding_window = json_integer_value(sw);
+        else if (!json_is_null(sw)) {
+            rc = err_set(err, -EINVAL, "%s: \"sliding_window\" must be a positive integer or null",
+                         name);
+            goto out;
+        }
+    }
     rc = 0;
 out:
     json_decref(root);
@@ -336,10 +350,15 @@ int model_config_save(const model_config *c, const char *path, rt_err *err)
     json_object_set_new(root, "torch_dtype", json_string("float32"));
     if (strcmp(c->model_type, "qwen2") != 0)
         json_object_set_new(root, "attention_bias", json_boolean(c->qkv_bias));
-    if (c->sliding_window > 0) {
-        json_object_set_new(root, "sliding_window", json_integer(c->sliding_window));
-        if (strcmp(c->model_type, "qwen2") == 0)
-            json_object_set_new(root, "use_sliding_window", json_true());
+    /* Written explicitly: an absent key would mean the class default window. */
+    json_t *window = c->sliding_window > 0 ? json_integer(c->sliding_window) : json_null();
+    if (strcmp(c->model_type, "mistral") == 0) {
+        json_object_set_new(root, "sliding_window", window);
+    } else if (strcmp(c->model_type, "qwen2") == 0) {
+        json_object_set_new(root, "use_sliding_window", json_boolean(c->sliding_window > 0));
+        json_object_set_new(root, "sliding_window", window);
+    } else {
+        json_decref(window);
     }
     if (c->rope_type == MODEL_ROPE_LINEAR) {
         json_object_set_new(root, "rope_scaling",
