@@ -5,7 +5,8 @@
  * - layer_forward vs ref_layer_forward over configs parsed from config.json
  *   text: GQA ratios 1, 2, 3 and 4 (one kv head among them), q/k/v/o biases
  *   (Llama attention_bias) and q/k/v biases (Qwen2), head_dim != hidden /
- *   heads, odd sizes, linear and llama3 RoPE scaling, B = 2..3, T = 1, 7, 13.
+ *   heads, odd sizes, linear and llama3 RoPE scaling, B = 2..3, T = 1, 7, 13,
+ *   and rows of several attention tiles (T = 64, 65, 150).
  * - layer_backward vs central finite differences of L = sum(y * R) taken on
  *   the reference in double (so dy = R): dx and every weight and bias
  *   gradient; accumulation into g (+=), dx aliasing dy, bitwise determinism.
@@ -22,7 +23,7 @@
  *
  * Rejected: finite differences in fp32 on the backend itself (too noisy to
  * tell a wrong gradient from rounding), and comparing with a second copy of
- * the backend's own algorithm (online softmax, recomputation): the reference
+ * the backend's own algorithm (tiled softmax, recomputation): the reference
  * is the naive Hugging Face formulation so a shared mistake cannot pass.
  */
 #include <stdarg.h>
@@ -39,8 +40,7 @@
 
 #include "gpu/backend.h"
 #include "gpu/model.h"
-/* Until tests/CMakeLists.txt builds ref_model.c into this test; then include ref_model.h. */
-#include "ref_model.c"
+#include "ref_model.h"
 
 #define N_THREADS 2
 #define FWD_TOL 1e-5  /* layer and head forward, relative to max|ref| */
@@ -295,17 +295,23 @@ static void layer_fix_free(layer_fix *f)
 
 /* ---- layer forward ------------------------------------------------------------------ */
 
-static int layer_forward_case(const char *name, const char *json, uint64_t seed)
+/* Every (B, T) of Bs[nb] x Ts[nt], on one backend sized for the largest. */
+static int layer_forward_case(const char *name, const char *json, uint64_t seed, const int *Ts,
+                              int nt, const int *Bs, int nb)
 {
-    static const int Ts[] = {1, 7, 13}, Bs[] = {2, 3};
+    int maxT = 0, maxB = 0;
+    for (int i = 0; i < nt; i++)
+        maxT = Ts[i] > maxT ? Ts[i] : maxT;
+    for (int i = 0; i < nb; i++)
+        maxB = Bs[i] > maxB ? Bs[i] : maxB;
     layer_fix f;
     layer_fix_init(&f, json, seed);
-    be_backend *be = make_backend(&f.cfg, 3 * 13, 13);
+    be_backend *be = make_backend(&f.cfg, maxB * maxT, maxT);
     int64_t H = f.cfg.hidden;
     int bad = 0;
     uint64_t s = seed ^ 0x9E3779B97F4A7C15ULL;
-    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
-        for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; bi++) {
+    for (int ti = 0; ti < nt; ti++)
+        for (int bi = 0; bi < nb; bi++) {
             int B = Bs[bi], T = Ts[ti];
             int64_t N = (int64_t)B * T;
             float *x = falloc(N * H), *y = falloc(N * H);
@@ -329,14 +335,27 @@ static int layer_forward_case(const char *name, const char *json, uint64_t seed)
 
 static void test_layer_forward(void **state)
 {
+    static const int Ts[] = {1, 7, 13}, Bs[] = {2, 3};
     int bad = 0;
-    bad += layer_forward_case("llama MHA linear-rope", CFG_LLAMA_MHA, 1);
-    bad += layer_forward_case("llama GQA2 attention_bias", CFG_LLAMA_BIAS, 2);
-    bad += layer_forward_case("qwen2 GQA4 head_dim 10", CFG_QWEN2, 3);
-    bad += layer_forward_case("mistral 1 kv head head_dim 8", CFG_MISTRAL, 4);
-    bad += layer_forward_case("llama3-rope GQA3 1 kv head", CFG_LLAMA3, 5);
-    bad += layer_forward_case("tiny llama bias", CFG_TINY_BIAS, 6);
-    bad += layer_forward_case("tiny qwen2", CFG_TINY_QWEN2, 7);
+    bad += layer_forward_case("llama MHA linear-rope", CFG_LLAMA_MHA, 1, Ts, 3, Bs, 2);
+    bad += layer_forward_case("llama GQA2 attention_bias", CFG_LLAMA_BIAS, 2, Ts, 3, Bs, 2);
+    bad += layer_forward_case("qwen2 GQA4 head_dim 10", CFG_QWEN2, 3, Ts, 3, Bs, 2);
+    bad += layer_forward_case("mistral 1 kv head head_dim 8", CFG_MISTRAL, 4, Ts, 3, Bs, 2);
+    bad += layer_forward_case("llama3-rope GQA3 1 kv head", CFG_LLAMA3, 5, Ts, 3, Bs, 2);
+    bad += layer_forward_case("tiny llama bias", CFG_TINY_BIAS, 6, Ts, 3, Bs, 2);
+    bad += layer_forward_case("tiny qwen2", CFG_TINY_QWEN2, 7, Ts, 3, Bs, 2);
+    assert_int_equal(bad, 0);
+}
+
+/* Rows longer than one attention tile of the backend (64 query rows today):
+ * the tile edges (64, 65) and three tiles with a partial last one (150). */
+static void test_layer_forward_long_rows(void **state)
+{
+    static const int Ts[] = {64, 65, 150}, Bs[] = {2};
+    int bad = 0;
+    bad += layer_forward_case("llama GQA2 attention_bias", CFG_LLAMA_BIAS, 8, Ts, 3, Bs, 1);
+    bad += layer_forward_case("qwen2 GQA4 head_dim 10", CFG_QWEN2, 9, Ts, 3, Bs, 1);
+    bad += layer_forward_case("mistral 1 kv head head_dim 8", CFG_MISTRAL, 10, Ts, 3, Bs, 1);
     assert_int_equal(bad, 0);
 }
 
@@ -462,6 +481,9 @@ static void test_layer_backward_fd(void **state)
     bad += layer_backward_case("mistral head_dim 8", CFG_MISTRAL, 23, 2, 7, 60);
     bad += layer_backward_case("llama3-rope hidden 36", CFG_LLAMA3, 24, 3, 5, 40);
     bad += layer_backward_case("llama attention_bias hidden 36", CFG_LLAMA_BIAS, 25, 1, 13, 40);
+    /* several attention tiles per row */
+    bad += layer_backward_case("tiny qwen2 long rows", CFG_TINY_QWEN2, 26, 2, 150, 40);
+    bad += layer_backward_case("tiny llama attention_bias long row", CFG_TINY_BIAS, 27, 1, 130, 40);
     assert_int_equal(bad, 0);
 }
 
@@ -546,7 +568,7 @@ static void test_layer_backward_deterministic(void **state)
 {
     layer_fix f;
     layer_fix_init(&f, CFG_QWEN2, 41);
-    int B = 3, T = 13;
+    int B = 2, T = 150;
     int64_t N = (int64_t)B * T, H = f.cfg.hidden;
     be_backend *be = make_backend(&f.cfg, (int)N, T);
     uint64_t s = 42;
@@ -987,6 +1009,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layer_forward),
+        cmocka_unit_test(test_layer_forward_long_rows),
         cmocka_unit_test(test_layer_rows_independent),
         cmocka_unit_test(test_layer_backward_fd),
         cmocka_unit_test(test_layer_backward_accumulate_alias),

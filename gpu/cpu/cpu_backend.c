@@ -364,6 +364,7 @@ static void layer_core(cpu_backend *cb, const model_layer_ptrs *w, const float *
     for (int64_t r = 0; r < N; r++) {
         const float *gr = cb->g + r * ID, *ur = cb->u + r * ID;
         float *ar = cb->a + r * ID;
+#pragma omp simd
         for (int64_t j = 0; j < ID; j++)
             ar[j] = gr[j] / (1.0f + expf(-gr[j])) * ur[j];
     }
@@ -405,6 +406,7 @@ static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const f
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         float *gr = cb->g + r * ID, *ur = cb->u + r * ID, *dar = cb->da + r * ID;
+#pragma omp simd
         for (int64_t j = 0; j < ID; j++) {
             float sg = 1.0f / (1.0f + expf(-gr[j]));
             float silu = gr[j] * sg;
