@@ -31,6 +31,8 @@ extern "C" {
 
 #define BE_IGNORE_INDEX (-100) /* a target equal to this adds no loss (PyTorch's ignore_index) */
 
+enum { BE_DISCARD = 0, BE_KEEP_FOR_BACKWARD = 1 }; /* layer_forward's keep */
+
 typedef struct be_backend be_backend;
 
 typedef struct be_ops {
@@ -43,11 +45,17 @@ typedef struct be_ops {
     /* g->embed[tokens[i]] += dx[i]; rows are added in token order (deterministic). */
     int (*embed_backward)(be_backend *be, const int32_t *tokens, int n, const float *dx,
                           model_embed_ptrs *g);
-    /* y[N, hidden] = decoder layer (w) applied to x[N, hidden]. y must not alias x. */
+    /* y[N, hidden] = decoder layer (w) applied to x[N, hidden]. y must not alias x.
+     * keep = BE_KEEP_FOR_BACKWARD when the very next layer call will be this
+     * layer's backward with the same w, x, B and T (the last layer of a
+     * micro-batch): the backend may then keep its intermediates and skip the
+     * recompute. Any other call (head_loss and embedding calls excepted)
+     * drops what was kept. The result is bitwise the same either way. */
     int (*layer_forward)(be_backend *be, const model_layer_ptrs *w, const float *x, float *y,
-                         int B, int T);
-    /* Recomputes the layer's forward from x, then dx[N, hidden] = dL/dx given
-     * dy = dL/dy, and adds dL/dW into g. dx may alias dy. */
+                         int B, int T, int keep);
+    /* Recomputes the layer's forward from x (unless kept, see layer_forward),
+     * then dx[N, hidden] = dL/dx given dy = dL/dy, and adds dL/dW into g.
+     * dx may alias dy. */
     int (*layer_backward)(be_backend *be, const model_layer_ptrs *w, const float *x,
                           const float *dy, float *dx, model_layer_ptrs *g, int B, int T);
     /* Final RMSNorm, LM head and cross-entropy over n tokens, computed in

@@ -47,7 +47,8 @@ int lstep_run(lstep *s, mio_model *m, const int32_t *inputs, const int32_t *targ
         return err_set(err, rc, "embedding forward failed (token id out of range?)");
     for (int l = 0; l < L; l++)
         if ((rc = ops->layer_forward(be, &m->w_layers[l], s->acts + l * NH, s->acts + (l + 1) * NH,
-                                     s->B, s->T)) < 0)
+                                     s->B, s->T,
+                                     grads && l == L - 1 ? BE_KEEP_FOR_BACKWARD : BE_DISCARD)) < 0)
             return err_set(err, rc, "layer %d forward failed", l);
     const float *embed = m->cfg.tie_embeddings ? m->w_embed.embed : NULL;
     float *g_embed = m->cfg.tie_embeddings ? m->g_embed.embed : NULL;

@@ -317,7 +317,7 @@ static int layer_forward_case(const char *name, const char *json, uint64_t seed,
             float *x = falloc(N * H), *y = falloc(N * H);
             double *xd = dalloc(N * H), *yd = dalloc(N * H);
             fill(&s, x, xd, N * H, 0.0, 1.0);
-            int rc = be->ops->layer_forward(be, &f.bw, x, y, B, T);
+            int rc = be->ops->layer_forward(be, &f.bw, x, y, B, T, BE_DISCARD);
             assert_int_equal(rc, 0);
             ref_layer_forward(&f.cfg, &f.rw, xd, B, T, yd);
             char what[128];
@@ -372,7 +372,7 @@ static void test_layer_rows_independent(void **state)
     fill(&s, x, NULL, R, 0.0, 1.0);
     memcpy(x + 2 * R, x, (size_t)R * sizeof *x);
     fill(&s, x + R, NULL, R, 0.0, 1.0);
-    assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, B, T), 0);
+    assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, B, T, BE_DISCARD), 0);
     double *y0 = dalloc(R);
     for (int64_t i = 0; i < R; i++)
         y0[i] = y[i];
@@ -932,11 +932,11 @@ static void test_bad_shapes(void **state)
     static const int bad_bt[][2] = {{1, 9}, {3, 7}, {0, 4}, {2, 0}, {-1, 4}};
     for (size_t i = 0; i < sizeof bad_bt / sizeof bad_bt[0]; i++) {
         int B = bad_bt[i][0], T = bad_bt[i][1];
-        assert_true(be->ops->layer_forward(be, &f.bw, x, y, B, T) < 0);
+        assert_true(be->ops->layer_forward(be, &f.bw, x, y, B, T, BE_DISCARD) < 0);
         assert_true(be->ops->layer_backward(be, &f.bw, x, dy, dx, &f.bg, B, T) < 0);
     }
-    assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, 2, 8), 0);
-    assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, 20, 1), 0);
+    assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, 2, 8, BE_DISCARD), 0);
+    assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, 20, 1, BE_DISCARD), 0);
 
     /* head: too many tokens, targets out of range */
     float norm[32], *W = falloc(f.cfg.vocab * H), gnorm[32] = {0}, *gW = falloc(f.cfg.vocab * H);

@@ -28,7 +28,9 @@
  *   chunks need the logits twice (once for the log-sum-exp, once for the
  *   gradient). Memory stays bounded by the chunk (HEAD_CHUNK_FLOATS).
  * - The backward recomputes the forward except the down projection, whose
- *   output only feeds the layer output, which backward does not need.
+ *   output only feeds the layer output, which backward does not need. The
+ *   last layer of a micro-batch skips even that: its forward is kept in the
+ *   scratch buffers when the caller says its backward comes next.
  */
 #include "gpu/backend.h"
 
@@ -67,7 +69,14 @@ typedef struct cpu_backend {
     float *dk, *dv;      /* [N, KVD] */
     float *dkh, *dvh;    /* [N, QD] dK, dV per query head, before the group sum */
     float *dsum;         /* [N, nh] rowwise datt . att */
-    /* head */
+    /* a layer forward kept for the backward that follows it (see layer_forward's keep) */
+    int kept;
+    model_layer_ptrs kept_w;
+    const float *kept_x;
+    int kept_B, kept_T;
+    /* head: its own buffers, so a kept layer survives the head between forward and backward */
+    float *hn, *dhn;     /* [N, H] final-norm output and its gradient */
+    float *rstd_head;    /* [N] */
     float *logits;       /* [head_rows, V] */
     double *row_loss;    /* [N] */
     /* tables */
@@ -77,6 +86,31 @@ typedef struct cpu_backend {
 } cpu_backend;
 
 /* ---- small kernels ----------------------------------------------------------------- */
+
+/* e^x in fp32, within 2 ulp (Cephes expf: Cody-Waite reduction by ln 2 and a
+ * degree-6 polynomial), written so gcc vectorizes it inside omp simd loops:
+ * glibc's vector expf is declared only under -ffast-math, and scalar expf
+ * calls were 5% of a training step. x is clamped to [-87, 88]: results below
+ * e^-87 (1.6e-38) come out as that, not 0, which no caller can tell apart. */
+static inline float exp_simd(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = x * 1.44269504088896341f + 12582912.0f; /* round(x / ln 2) via the 1.5*2^23 trick */
+    n -= 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23; /* 2^n: n in [-126, 127] after the clamp */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
 
 static inline float dotf(const float *restrict a, const float *restrict b, int64_t n)
 {
@@ -94,12 +128,12 @@ static inline void axpyf(float alpha, const float *restrict x, float *restrict y
         y[i] += alpha * x[i];
 }
 
-/* y[n, out] = x[n, in] @ w[out, in]^T (+ b[out]) */
+/* y[n, out] = beta * y + x[n, in] @ w[out, in]^T (+ b[out]); beta 1 adds a residual in place */
 static void linear_fwd(const float *x, const float *w, const float *b, float *y, int64_t n,
-                       int64_t in, int64_t out)
+                       int64_t in, int64_t out, float beta)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0f, x,
-                (int)in, w, (int)in, 0.0f, y, (int)out);
+                (int)in, w, (int)in, beta, y, (int)out);
     if (b != NULL) {
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < n; r++)
@@ -248,7 +282,7 @@ static void attention_fwd(cpu_backend *cb, int B, int T)
             float l = 0.0f;
 #pragma omp simd reduction(+ : l)
             for (int64_t j = 0; j < n; j++) {
-                sr[j] = expf(sr[j] - m);
+                sr[j] = exp_simd(sr[j] - m);
                 l += sr[j];
             }
             float inv = 1.0f / l;
@@ -306,7 +340,7 @@ static void attention_bwd(cpu_backend *cb, int B, int T)
                 float lse = cb->lse[row * nh + h], D = cb->dsum[row * nh + h];
 #pragma omp simd
                 for (int64_t j = 0; j < n; j++) {
-                    float p = expf(pr[j] - lse);
+                    float p = exp_simd(pr[j] - lse);
                     pr[j] = p;
                     dpr[j] = p * (dpr[j] - D) * scale; /* dS, with the softmax scale */
                 }
@@ -347,26 +381,24 @@ static void layer_core(cpu_backend *cb, const model_layer_ptrs *w, const float *
     int64_t N = (int64_t)B * T, H = cb->H, ID = cb->ID;
     const model_config *c = &cb->base.cfg;
     rmsnorm_fwd(x, w->attn_norm, cb->h, cb->rstd1, N, H, c->rms_eps);
-    linear_fwd(cb->h, w->q_w, w->q_b, cb->q, N, H, cb->QD);
-    linear_fwd(cb->h, w->k_w, w->k_b, cb->k, N, H, cb->KVD);
-    linear_fwd(cb->h, w->v_w, w->v_b, cb->v, N, H, cb->KVD);
+    linear_fwd(cb->h, w->q_w, w->q_b, cb->q, N, H, cb->QD, 0.0f);
+    linear_fwd(cb->h, w->k_w, w->k_b, cb->k, N, H, cb->KVD, 0.0f);
+    linear_fwd(cb->h, w->v_w, w->v_b, cb->v, N, H, cb->KVD, 0.0f);
     rope_apply(cb, cb->q, cb->nh, B, T, 0);
     rope_apply(cb, cb->k, cb->nkv, B, T, 0);
     attention_fwd(cb, B, T);
-    linear_fwd(cb->att, w->o_w, w->o_b, cb->x1, N, cb->QD, H);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < N; r++)
-        axpyf(1.0f, x + r * H, cb->x1 + r * H, H);
+    memcpy(cb->x1, x, (size_t)(N * H) * sizeof *x); /* residual, added by the sgemm (beta 1) */
+    linear_fwd(cb->att, w->o_w, w->o_b, cb->x1, N, cb->QD, H, 1.0f);
     rmsnorm_fwd(cb->x1, w->mlp_norm, cb->h2, cb->rstd2, N, H, c->rms_eps);
-    linear_fwd(cb->h2, w->gate_w, NULL, cb->g, N, H, ID);
-    linear_fwd(cb->h2, w->up_w, NULL, cb->u, N, H, ID);
+    linear_fwd(cb->h2, w->gate_w, NULL, cb->g, N, H, ID, 0.0f);
+    linear_fwd(cb->h2, w->up_w, NULL, cb->u, N, H, ID, 0.0f);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         const float *gr = cb->g + r * ID, *ur = cb->u + r * ID;
         float *ar = cb->a + r * ID;
 #pragma omp simd
         for (int64_t j = 0; j < ID; j++)
-            ar[j] = gr[j] / (1.0f + expf(-gr[j])) * ur[j];
+            ar[j] = gr[j] / (1.0f + exp_simd(-gr[j])) * ur[j];
     }
 }
 
@@ -378,13 +410,21 @@ static int check_shape(cpu_backend *cb, int B, int T)
 }
 
 static int cpu_layer_forward(be_backend *be, const model_layer_ptrs *w, const float *x, float *y,
-                             int B, int T)
+                             int B, int T, int keep)
 {
     cpu_backend *cb = (cpu_backend *)be;
+    cb->kept = 0;
     if (check_shape(cb, B, T) < 0)
         return -EINVAL;
     int64_t N = (int64_t)B * T, H = cb->H;
     layer_core(cb, w, x, B, T);
+    if (keep == BE_KEEP_FOR_BACKWARD) {
+        cb->kept = 1;
+        cb->kept_w = *w;
+        cb->kept_x = x;
+        cb->kept_B = B;
+        cb->kept_T = T;
+    }
     memcpy(y, cb->x1, (size_t)(N * H) * sizeof *y);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)H, (int)cb->ID, 1.0f, cb->a,
                 (int)cb->ID, w->down_w, (int)cb->ID, 1.0f, y, (int)H);
@@ -395,10 +435,16 @@ static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const f
                               const float *dy, float *dx, model_layer_ptrs *g, int B, int T)
 {
     cpu_backend *cb = (cpu_backend *)be;
-    if (check_shape(cb, B, T) < 0)
+    if (check_shape(cb, B, T) < 0) {
+        cb->kept = 0;
         return -EINVAL;
+    }
     int64_t N = (int64_t)B * T, H = cb->H, ID = cb->ID, QD = cb->QD, KVD = cb->KVD;
-    layer_core(cb, w, x, B, T);
+    int reuse = cb->kept && cb->kept_x == x && cb->kept_B == B && cb->kept_T == T &&
+                memcmp(&cb->kept_w, w, sizeof *w) == 0;
+    cb->kept = 0; /* backward overwrites the intermediates below */
+    if (!reuse)
+        layer_core(cb, w, x, B, T);
 
     /* MLP: y = x1 + down(silu(gate) * up) */
     linear_bwd_data(dy, w->down_w, cb->da, N, ID, H, 0.0f);
@@ -408,7 +454,7 @@ static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const f
         float *gr = cb->g + r * ID, *ur = cb->u + r * ID, *dar = cb->da + r * ID;
 #pragma omp simd
         for (int64_t j = 0; j < ID; j++) {
-            float sg = 1.0f / (1.0f + expf(-gr[j]));
+            float sg = 1.0f / (1.0f + exp_simd(-gr[j]));
             float silu = gr[j] * sg;
             float dgate = dar[j] * ur[j] * sg * (1.0f + gr[j] * (1.0f - sg));
             ur[j] = dar[j] * silu; /* u becomes d(up) */
@@ -499,8 +545,8 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
         if (targets[r] != BE_IGNORE_INDEX && (targets[r] < 0 || targets[r] >= V))
             return -EINVAL;
 
-    float *hn = cb->h, *dhn = cb->dh; /* [N, H] final-norm output and its gradient */
-    rmsnorm_fwd(x, w->norm, hn, cb->rstd1, N, H, cb->base.cfg.rms_eps);
+    float *hn = cb->hn, *dhn = cb->dhn;
+    rmsnorm_fwd(x, w->norm, hn, cb->rstd_head, N, H, cb->base.cfg.rms_eps);
     for (int64_t r0 = 0; r0 < N; r0 += cb->head_rows) {
         int64_t R = N - r0 < cb->head_rows ? N - r0 : cb->head_rows;
         float *lg = cb->logits;
@@ -513,16 +559,20 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
             float m = -INFINITY;
             for (int64_t j = 0; j < V; j++)
                 m = lr[j] > m ? lr[j] : m;
+            /* the sum in double: exp_simd per term, accumulated without loss for any vocab */
             double s = 0.0;
+#pragma omp simd reduction(+ : s)
             for (int64_t j = 0; j < V; j++)
-                s += exp((double)(lr[j] - m));
+                s += (double)exp_simd(lr[j] - m);
             double lse = (double)m + log(s);
             cb->row_loss[r0 + r] = t == BE_IGNORE_INDEX ? 0.0 : lse - (double)lr[t];
             if (dx == NULL)
                 continue;
             float sc = t == BE_IGNORE_INDEX ? 0.0f : grad_scale;
+            float shift = (float)lse;
+#pragma omp simd
             for (int64_t j = 0; j < V; j++)
-                lr[j] = (float)exp((double)lr[j] - lse) * sc;
+                lr[j] = exp_simd(lr[j] - shift) * sc;
             if (t != BE_IGNORE_INDEX)
                 lr[t] -= sc;
         }
@@ -539,7 +589,7 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
         total += cb->row_loss[r];
     *loss_sum += total;
     if (dx != NULL)
-        rmsnorm_bwd(x, w->norm, cb->rstd1, dhn, dx, g->norm, N, H, 0);
+        rmsnorm_bwd(x, w->norm, cb->rstd_head, dhn, dx, g->norm, N, H, 0);
     return 0;
 }
 
@@ -554,7 +604,8 @@ static void cpu_destroy(be_backend *be)
                       &cb->lse, &cb->x1,    &cb->h2,   &cb->rstd2, &cb->g,   &cb->u,
                       &cb->a,   &cb->da,    &cb->dh,   &cb->dx1,  &cb->datt, &cb->dq,
                       &cb->dk,  &cb->dv,    &cb->dsum, &cb->logits, &cb->rope_cos,
-                      &cb->rope_sin, &cb->att_scratch, &cb->dkh, &cb->dvh};
+                      &cb->rope_sin, &cb->att_scratch, &cb->dkh, &cb->dvh,
+                      &cb->hn, &cb->dhn, &cb->rstd_head};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(*bufs[i]);
     free(cb->row_loss);
@@ -643,12 +694,15 @@ int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_th
     cb->att_scratch = alloc_floats((int64_t)n_threads * 2 * ATT_QB * max_seq, &bytes);
     cb->dkh = alloc_floats(N * QD, &bytes);
     cb->dvh = alloc_floats(N * QD, &bytes);
+    cb->hn = alloc_floats(N * H, &bytes);
+    cb->dhn = alloc_floats(N * H, &bytes);
+    cb->rstd_head = alloc_floats(N, &bytes);
     cb->row_loss = calloc((size_t)N, sizeof *cb->row_loss);
     float *check[] = {cb->h,   cb->rstd1, cb->q,    cb->k,    cb->v,    cb->att,   cb->lse,
                       cb->x1,  cb->h2,    cb->rstd2, cb->g,   cb->u,    cb->a,     cb->da,
                       cb->dh,  cb->dx1,   cb->datt, cb->dq,   cb->dk,   cb->dv,    cb->dsum,
                       cb->logits, cb->rope_cos, cb->rope_sin, cb->att_scratch, cb->dkh,
-                      cb->dvh};
+                      cb->dvh, cb->hn, cb->dhn, cb->rstd_head};
     for (size_t i = 0; i < sizeof check / sizeof check[0]; i++) {
         if (check[i] == NULL) {
             cpu_destroy(&cb->base);
