@@ -593,6 +593,51 @@ static void test_layer_backward_deterministic(void **state)
     layer_fix_free(&f);
 }
 
+/* A forward kept for backward (BE_KEEP_FOR_BACKWARD) gives bitwise the same
+ * backward as a recompute; a layer call in between drops what was kept, and
+ * the backward then recomputes (still the same result). */
+static void test_layer_keep_for_backward(void **state)
+{
+    layer_fix f, other;
+    layer_fix_init(&f, CFG_LLAMA_BIAS, 51);
+    layer_fix_init(&other, CFG_LLAMA_BIAS, 52);
+    int B = 2, T = 70;
+    int64_t N = (int64_t)B * T, H = f.cfg.hidden;
+    be_backend *be = make_backend(&f.cfg, (int)N, T);
+    uint64_t s = 53;
+    float *x = falloc(N * H), *x2 = falloc(N * H), *y = falloc(N * H), *R = falloc(N * H);
+    float *dx_ref = falloc(N * H), *dx = falloc(N * H);
+    fill(&s, x, NULL, N * H, 0.0, 1.0);
+    fill(&s, x2, NULL, N * H, 0.0, 1.0);
+    fill(&s, R, NULL, N * H, 0.0, 1.0);
+    float *g_ref[LT_COUNT];
+
+    assert_int_equal(be->ops->layer_backward(be, &f.bw, x, R, dx_ref, &f.bg, B, T), 0);
+    snapshot_grads(&f, g_ref);
+
+    for (int intervene = 0; intervene < 2; intervene++) {
+        layer_fix_zero_grads(&f);
+        assert_int_equal(be->ops->layer_forward(be, &f.bw, x, y, B, T, BE_KEEP_FOR_BACKWARD), 0);
+        if (intervene) /* another layer's forward overwrites the scratch */
+            assert_int_equal(be->ops->layer_forward(be, &other.bw, x2, y, B, T, BE_DISCARD), 0);
+        assert_int_equal(be->ops->layer_backward(be, &f.bw, x, R, dx, &f.bg, B, T), 0);
+        assert_memory_equal(dx, dx_ref, (size_t)(N * H) * sizeof *dx);
+        for (int t = 0; t < LT_COUNT; t++)
+            if (f.n[t] > 0)
+                assert_memory_equal(f.g[t], g_ref[t], (size_t)f.n[t] * sizeof(float));
+    }
+    free_grads(g_ref);
+    free(x);
+    free(x2);
+    free(y);
+    free(R);
+    free(dx_ref);
+    free(dx);
+    be->ops->destroy(be);
+    layer_fix_free(&f);
+    layer_fix_free(&other);
+}
+
 /* ---- head --------------------------------------------------------------------------- */
 
 typedef struct head_fix {
@@ -1014,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_layer_backward_fd),
         cmocka_unit_test(test_layer_backward_accumulate_alias),
         cmocka_unit_test(test_layer_backward_deterministic),
+        cmocka_unit_test(test_layer_keep_for_backward),
         cmocka_unit_test(test_head_loss),
         cmocka_unit_test(test_head_all_ignored),
         cmocka_unit_test(test_head_loss_chunks),
