@@ -112,6 +112,93 @@ static inline float exp_simd(float x)
     return y * scale;
 }
 
+/* Row kernels: the elementwise loops of a step, each compiled twice, for
+ * baseline x86-64 (SSE2) and for x86-64-v3 (AVX2, FMA); the loader picks one
+ * per machine (ifunc), so the binary stays portable and uses 8-wide vectors
+ * where it can. Results may differ in the last bits between the two builds,
+ * never between runs on one machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ROW_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
+#else
+#define ROW_KERNEL
+#endif
+
+/* a = silu(g) * u */
+ROW_KERNEL static void silu_mul_row(const float *restrict g, const float *restrict u,
+                                    float *restrict a, int64_t n)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        a[j] = g[j] / (1.0f + exp_simd(-g[j])) * u[j];
+}
+
+/* Given da = dL/d(silu(g) * u): g becomes dL/dg and u becomes dL/du, in place. */
+ROW_KERNEL static void silu_mul_bwd_row(float *restrict g, float *restrict u,
+                                        const float *restrict da, int64_t n)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float sg = 1.0f / (1.0f + exp_simd(-g[j]));
+        float silu = g[j] * sg;
+        float dgate = da[j] * u[j] * sg * (1.0f + g[j] * (1.0f - sg));
+        u[j] = da[j] * silu;
+        g[j] = dgate;
+    }
+}
+
+/* s[0..n) = softmax(s[0..n)); returns the log-sum-exp. */
+ROW_KERNEL static float softmax_row(float *restrict s, int64_t n)
+{
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        m = s[j] > m ? s[j] : m;
+    float l = 0.0f;
+#pragma omp simd reduction(+ : l)
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = exp_simd(s[j] - m);
+        l += s[j];
+    }
+    float inv = 1.0f / l;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        s[j] *= inv;
+    return m + logf(l);
+}
+
+/* Attention backward of one query row: p[j] = exp(s[j] - lse) from the scaled
+ * scores s, and dp becomes dS = p * (dp - D) * scale. */
+ROW_KERNEL static void attn_bwd_row(float *restrict s, float *restrict dp, int64_t n, float lse,
+                                    float D, float scale)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float p = exp_simd(s[j] - lse);
+        s[j] = p;
+        dp[j] = p * (dp[j] - D) * scale;
+    }
+}
+
+/* Log-sum-exp of logits l[0..n), the sum accumulated in double. */
+ROW_KERNEL static double logsumexp_row(const float *restrict l, int64_t n)
+{
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        m = l[j] > m ? l[j] : m;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++)
+        s += (double)exp_simd(l[j] - m);
+    return (double)m + log(s);
+}
+
+/* l[j] = softmax(l)[j] * scale, given its log-sum-exp. */
+ROW_KERNEL static void softmax_scaled_row(float *restrict l, int64_t n, float lse, float scale)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++)
+        l[j] = exp_simd(l[j] - lse) * scale;
+}
+
 static inline float dotf(const float *restrict a, const float *restrict b, int64_t n)
 {
     float s = 0.0f;
@@ -276,21 +363,9 @@ static void attention_fwd(cpu_backend *cb, int B, int T)
         for (int64_t r = 0; r < R; r++) {
             float *sr = S + r * K;
             int64_t n = i0 + r + 1; /* causal: keys 0..i */
-            float m = -INFINITY;
-            for (int64_t j = 0; j < n; j++)
-                m = sr[j] > m ? sr[j] : m;
-            float l = 0.0f;
-#pragma omp simd reduction(+ : l)
-            for (int64_t j = 0; j < n; j++) {
-                sr[j] = exp_simd(sr[j] - m);
-                l += sr[j];
-            }
-            float inv = 1.0f / l;
-            for (int64_t j = 0; j < n; j++)
-                sr[j] *= inv;
+            cb->lse[(b * T + i0 + r) * nh + h] = softmax_row(sr, n);
             for (int64_t j = n; j < K; j++)
                 sr[j] = 0.0f;
-            cb->lse[(b * T + i0 + r) * nh + h] = m + logf(l);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)hd, (int)K, 1.0f, S,
                     (int)K, Vb, (int)KVD, 0.0f, cb->att + (b * T + i0) * QD + h * hd, (int)QD);
@@ -337,13 +412,7 @@ static void attention_bwd(cpu_backend *cb, int B, int T)
             for (int64_t r = 0; r < R; r++) {
                 float *pr = P + r * K, *dpr = dP + r * K;
                 int64_t n = i0 + r + 1, row = b * T + i0 + r;
-                float lse = cb->lse[row * nh + h], D = cb->dsum[row * nh + h];
-#pragma omp simd
-                for (int64_t j = 0; j < n; j++) {
-                    float p = exp_simd(pr[j] - lse);
-                    pr[j] = p;
-                    dpr[j] = p * (dpr[j] - D) * scale; /* dS, with the softmax scale */
-                }
+                attn_bwd_row(pr, dpr, n, cb->lse[row * nh + h], cb->dsum[row * nh + h], scale);
                 for (int64_t j = n; j < K; j++)
                     pr[j] = dpr[j] = 0.0f;
             }
@@ -394,11 +463,7 @@ static void layer_core(cpu_backend *cb, const model_layer_ptrs *w, const float *
     linear_fwd(cb->h2, w->up_w, NULL, cb->u, N, H, ID, 0.0f);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
-        const float *gr = cb->g + r * ID, *ur = cb->u + r * ID;
-        float *ar = cb->a + r * ID;
-#pragma omp simd
-        for (int64_t j = 0; j < ID; j++)
-            ar[j] = gr[j] / (1.0f + exp_simd(-gr[j])) * ur[j];
+        silu_mul_row(cb->g + r * ID, cb->u + r * ID, cb->a + r * ID, ID);
     }
 }
 
@@ -451,15 +516,7 @@ static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const f
     linear_bwd_weight(dy, cb->a, g->down_w, NULL, N, ID, H);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
-        float *gr = cb->g + r * ID, *ur = cb->u + r * ID, *dar = cb->da + r * ID;
-#pragma omp simd
-        for (int64_t j = 0; j < ID; j++) {
-            float sg = 1.0f / (1.0f + exp_simd(-gr[j]));
-            float silu = gr[j] * sg;
-            float dgate = dar[j] * ur[j] * sg * (1.0f + gr[j] * (1.0f - sg));
-            ur[j] = dar[j] * silu; /* u becomes d(up) */
-            gr[j] = dgate;         /* g becomes d(gate) */
-        }
+        silu_mul_bwd_row(cb->g + r * ID, cb->u + r * ID, cb->da + r * ID, ID); /* g, u become their gradients */
     }
     linear_bwd_weight(cb->g, cb->h2, g->gate_w, NULL, N, H, ID);
     linear_bwd_weight(cb->u, cb->h2, g->up_w, NULL, N, H, ID);
@@ -556,23 +613,12 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
         for (int64_t r = 0; r < R; r++) {
             float *lr = lg + r * V;
             int32_t t = targets[r0 + r];
-            float m = -INFINITY;
-            for (int64_t j = 0; j < V; j++)
-                m = lr[j] > m ? lr[j] : m;
-            /* the sum in double: exp_simd per term, accumulated without loss for any vocab */
-            double s = 0.0;
-#pragma omp simd reduction(+ : s)
-            for (int64_t j = 0; j < V; j++)
-                s += (double)exp_simd(lr[j] - m);
-            double lse = (double)m + log(s);
+            double lse = logsumexp_row(lr, V);
             cb->row_loss[r0 + r] = t == BE_IGNORE_INDEX ? 0.0 : lse - (double)lr[t];
             if (dx == NULL)
                 continue;
             float sc = t == BE_IGNORE_INDEX ? 0.0f : grad_scale;
-            float shift = (float)lse;
-#pragma omp simd
-            for (int64_t j = 0; j < V; j++)
-                lr[j] = exp_simd(lr[j] - shift) * sc;
+            softmax_scaled_row(lr, V, (float)lse, sc);
             if (t != BE_IGNORE_INDEX)
                 lr[t] -= sc;
         }
