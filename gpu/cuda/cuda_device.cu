@@ -14,9 +14,9 @@
  * declarations at the top of each function with a cleanup label.
  */
 #include "gpu/cuda/cuda_device.h"
+#include "storage/err.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,25 +28,12 @@
 #define CUDEV_THREADS 256    /* threads per block: a multiple of the warp size */
 #define CUDEV_MAX_BLOCKS 1024 /* grid-stride loop beyond this: plenty for a smoke check */
 
-/* Formats into err (when not NULL) and returns code, as err_set does. */
-__attribute__((format(printf, 3, 4)))
-static int cudev_fail(rt_err *err, int code, const char *fmt, ...)
-{
-    if (err != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* On a CUDA failure: fill err, set rc to -EIO and jump to cleanup. */
 #define CUDEV_TRY(call)                                                                  \
     do {                                                                                 \
         cudaError_t e_ = (call);                                                         \
         if (e_ != cudaSuccess) {                                                         \
-            rc = cudev_fail(err, -EIO, "%s: %s (%s)", #call, cudaGetErrorString(e_),     \
+            rc = err_set(err, -EIO, "%s: %s (%s)", #call, cudaGetErrorString(e_),     \
                             cudaGetErrorName(e_));                                       \
             goto cleanup;                                                                \
         }                                                                                \
@@ -119,10 +106,10 @@ static int cudev_use_device0(rt_err *err)
 {
     cudaError_t e;
     if (cudev_count() == 0)
-        return cudev_fail(err, -ENODEV, "no CUDA device visible");
+        return err_set(err, -ENODEV, "no CUDA device visible");
     e = cudaSetDevice(0);
     if (e != cudaSuccess)
-        return cudev_fail(err, -EIO, "cudaSetDevice(0): %s", cudaGetErrorString(e));
+        return err_set(err, -EIO, "cudaSetDevice(0): %s", cudaGetErrorString(e));
     return 0;
 }
 
@@ -135,7 +122,7 @@ extern "C" int cudev_axpy_check(int n, float a, rt_err *err)
     int blocks = 0, rc = 0;
 
     if (n < 1 || n > CUDEV_AXPY_MAX)
-        return cudev_fail(err, -EINVAL, "axpy check: n = %d, expected 1..%d", n,
+        return err_set(err, -EINVAL, "axpy check: n = %d, expected 1..%d", n,
                           CUDEV_AXPY_MAX);
     rc = cudev_use_device0(err);
     if (rc < 0)
@@ -146,7 +133,7 @@ extern "C" int cudev_axpy_check(int n, float a, rt_err *err)
     y = (float *)malloc(bytes);
     ref = (float *)malloc(bytes);
     if (x == NULL || y == NULL || ref == NULL) {
-        rc = cudev_fail(err, -ENOMEM, "axpy check: cannot allocate 3 x %zu bytes", bytes);
+        rc = err_set(err, -ENOMEM, "axpy check: cannot allocate 3 x %zu bytes", bytes);
         goto cleanup;
     }
     for (int i = 0; i < n; i++) {
@@ -171,7 +158,7 @@ extern "C" int cudev_axpy_check(int n, float a, rt_err *err)
         memcpy(&got, &y[i], sizeof got);
         memcpy(&want, &ref[i], sizeof want);
         if (got != want) {
-            rc = cudev_fail(err, -EDOM,
+            rc = err_set(err, -EDOM,
                             "axpy check: y[%d] = %.9g (0x%08x) on the device, %.9g (0x%08x) "
                             "on the host (a = %g, x = %.9g)",
                             i, (double)y[i], got, (double)ref[i], want, (double)a,
@@ -201,12 +188,12 @@ extern "C" int cudev_cublas_check(int *version, rt_err *err)
 
     s = cublasCreate(&h);
     if (s != CUBLAS_STATUS_SUCCESS)
-        return cudev_fail(err, -EIO, "cublasCreate: %s", cublasGetStatusString(s));
+        return err_set(err, -EIO, "cublasCreate: %s", cublasGetStatusString(s));
     s = cublasGetVersion(h, version);
     if (s != CUBLAS_STATUS_SUCCESS)
-        rc = cudev_fail(err, -EIO, "cublasGetVersion: %s", cublasGetStatusString(s));
+        rc = err_set(err, -EIO, "cublasGetVersion: %s", cublasGetStatusString(s));
     s = cublasDestroy(h);
     if (s != CUBLAS_STATUS_SUCCESS && rc == 0)
-        rc = cudev_fail(err, -EIO, "cublasDestroy: %s", cublasGetStatusString(s));
+        rc = err_set(err, -EIO, "cublasDestroy: %s", cublasGetStatusString(s));
     return rc;
 }
