@@ -75,6 +75,7 @@ struct be_backend {
     int max_tokens;     /* N bound the scratch was sized for */
     int max_seq;        /* T bound */
     int n_threads;
+    uint64_t scratch_bytes; /* memory the backend allocated at creation */
 };
 
 /* Creates the CPU backend (OpenBLAS + threads) with n_threads threads (0: one

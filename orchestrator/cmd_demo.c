@@ -131,9 +131,10 @@ int cmd_demo(int argc, char **argv)
     mio_zero(&m, LB_SEC_M);
     mio_zero(&m, LB_SEC_V);
     printf("demo: byte-level llama, %llu parameters, %d layers, batch %d x %d tokens, "
-           "backend %s with %d threads, %lld steps\n",
+           "backend %s with %d threads (%.1f MiB scratch), %lld steps\n",
            (unsigned long long)model_n_params(&cfg), (int)cfg.n_layers, B, T,
-           step.be->ops->name, step.be->n_threads, (long long)steps);
+           step.be->ops->name, step.be->n_threads, (double)step.be->scratch_bytes / (1 << 20),
+           (long long)steps);
 
     const size_t text_len = sizeof DEMO_TEXT - 1;
     int32_t in[B * T], tg[B * T];

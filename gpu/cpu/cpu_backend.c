@@ -79,6 +79,7 @@ typedef struct cpu_backend {
     float *rstd_head;    /* [N] */
     float *logits;       /* [head_rows, V] */
     double *row_loss;    /* [N] */
+    void *arena;         /* every buffer above, one allocation */
     /* tables */
     float *rope_cos;     /* [max_seq, hd/2] */
     float *rope_sin;     /* [max_seq, hd/2] */
@@ -646,15 +647,7 @@ static void cpu_destroy(be_backend *be)
     cpu_backend *cb = (cpu_backend *)be;
     if (cb == NULL)
         return;
-    float **bufs[] = {&cb->h,   &cb->rstd1, &cb->q,    &cb->k,    &cb->v,    &cb->att,
-                      &cb->lse, &cb->x1,    &cb->h2,   &cb->rstd2, &cb->g,   &cb->u,
-                      &cb->a,   &cb->da,    &cb->dh,   &cb->dx1,  &cb->datt, &cb->dq,
-                      &cb->dk,  &cb->dv,    &cb->dsum, &cb->logits, &cb->rope_cos,
-                      &cb->rope_sin, &cb->att_scratch, &cb->dkh, &cb->dvh,
-                      &cb->hn, &cb->dhn, &cb->rstd_head};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        free(*bufs[i]);
-    free(cb->row_loss);
+    free(cb->arena);
     free(cb);
 }
 
@@ -667,12 +660,6 @@ static const be_ops CPU_OPS = {
     .layer_backward = cpu_layer_backward,
     .head_loss = cpu_head_loss,
 };
-
-static float *alloc_floats(int64_t n, uint64_t *total)
-{
-    *total += (uint64_t)n * sizeof(float);
-    return aligned_alloc(64, (size_t)((n * (int64_t)sizeof(float) + 63) / 64 * 64));
-}
 
 int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_threads,
                   be_backend **out, rt_err *err)
@@ -711,55 +698,42 @@ int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_th
     int64_t rows = (int64_t)(HEAD_CHUNK_FLOATS / (uint64_t)cb->V);
     cb->head_rows = (int)(rows < 1 ? 1 : rows > N ? N : rows);
 
-    uint64_t bytes = 0;
+    /* Every scratch buffer, sized once, carved from one 64-byte aligned arena. */
     int64_t H = cb->H, ID = cb->ID, QD = cb->QD, KVD = cb->KVD, half = cb->hd / 2;
-    cb->h = alloc_floats(N * H, &bytes);
-    cb->rstd1 = alloc_floats(N, &bytes);
-    cb->q = alloc_floats(N * QD, &bytes);
-    cb->k = alloc_floats(N * KVD, &bytes);
-    cb->v = alloc_floats(N * KVD, &bytes);
-    cb->att = alloc_floats(N * QD, &bytes);
-    cb->lse = alloc_floats(N * cb->nh, &bytes);
-    cb->x1 = alloc_floats(N * H, &bytes);
-    cb->h2 = alloc_floats(N * H, &bytes);
-    cb->rstd2 = alloc_floats(N, &bytes);
-    cb->g = alloc_floats(N * ID, &bytes);
-    cb->u = alloc_floats(N * ID, &bytes);
-    cb->a = alloc_floats(N * ID, &bytes);
-    cb->da = alloc_floats(N * ID, &bytes);
-    cb->dh = alloc_floats(N * H, &bytes);
-    cb->dx1 = alloc_floats(N * H, &bytes);
-    cb->datt = alloc_floats(N * QD, &bytes);
-    cb->dq = alloc_floats(N * QD, &bytes);
-    cb->dk = alloc_floats(N * KVD, &bytes);
-    cb->dv = alloc_floats(N * KVD, &bytes);
-    cb->dsum = alloc_floats(N * cb->nh, &bytes);
-    cb->logits = alloc_floats((int64_t)cb->head_rows * cb->V, &bytes);
-    cb->rope_cos = alloc_floats((int64_t)max_seq * half, &bytes);
-    cb->rope_sin = alloc_floats((int64_t)max_seq * half, &bytes);
-    cb->att_scratch = alloc_floats((int64_t)n_threads * 2 * ATT_QB * max_seq, &bytes);
-    cb->dkh = alloc_floats(N * QD, &bytes);
-    cb->dvh = alloc_floats(N * QD, &bytes);
-    cb->hn = alloc_floats(N * H, &bytes);
-    cb->dhn = alloc_floats(N * H, &bytes);
-    cb->rstd_head = alloc_floats(N, &bytes);
-    cb->row_loss = calloc((size_t)N, sizeof *cb->row_loss);
-    float *check[] = {cb->h,   cb->rstd1, cb->q,    cb->k,    cb->v,    cb->att,   cb->lse,
-                      cb->x1,  cb->h2,    cb->rstd2, cb->g,   cb->u,    cb->a,     cb->da,
-                      cb->dh,  cb->dx1,   cb->datt, cb->dq,   cb->dk,   cb->dv,    cb->dsum,
-                      cb->logits, cb->rope_cos, cb->rope_sin, cb->att_scratch, cb->dkh,
-                      cb->dvh, cb->hn, cb->dhn, cb->rstd_head};
-    for (size_t i = 0; i < sizeof check / sizeof check[0]; i++) {
-        if (check[i] == NULL) {
-            cpu_destroy(&cb->base);
-            return err_set(err, -ENOMEM, "cpu backend: cannot allocate %.1f MiB of scratch",
-                           (double)bytes / (1 << 20));
-        }
-    }
-    if (cb->row_loss == NULL) {
+    const struct {
+        float **buf;
+        int64_t n; /* floats */
+    } plan[] = {
+        {&cb->h, N * H},          {&cb->rstd1, N},          {&cb->q, N * QD},
+        {&cb->k, N * KVD},        {&cb->v, N * KVD},        {&cb->att, N * QD},
+        {&cb->lse, N * cb->nh},   {&cb->x1, N * H},         {&cb->h2, N * H},
+        {&cb->rstd2, N},          {&cb->g, N * ID},         {&cb->u, N * ID},
+        {&cb->a, N * ID},         {&cb->da, N * ID},        {&cb->dh, N * H},
+        {&cb->dx1, N * H},        {&cb->datt, N * QD},      {&cb->dq, N * QD},
+        {&cb->dk, N * KVD},       {&cb->dv, N * KVD},       {&cb->dsum, N * cb->nh},
+        {&cb->dkh, N * QD},       {&cb->dvh, N * QD},       {&cb->hn, N * H},
+        {&cb->dhn, N * H},        {&cb->rstd_head, N},
+        {&cb->logits, (int64_t)cb->head_rows * cb->V},
+        {&cb->rope_cos, (int64_t)max_seq * half},
+        {&cb->rope_sin, (int64_t)max_seq * half},
+        {&cb->att_scratch, (int64_t)n_threads * 2 * ATT_QB * max_seq},
+        {(float **)&cb->row_loss, 2 * N}, /* N doubles */
+    };
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++)
+        bytes += lb_align_up((uint64_t)plan[i].n * sizeof(float), 64);
+    cb->arena = aligned_alloc(64, bytes);
+    if (cb->arena == NULL) {
         cpu_destroy(&cb->base);
-        return err_set(err, -ENOMEM, "cpu backend: out of memory");
+        return err_set(err, -ENOMEM, "cpu backend: cannot allocate %.1f MiB of scratch",
+                       (double)bytes / (1 << 20));
     }
+    char *pos = cb->arena;
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        *plan[i].buf = (float *)pos;
+        pos += lb_align_up((uint64_t)plan[i].n * sizeof(float), 64);
+    }
+    cb->base.scratch_bytes = bytes;
 
     double *inv = malloc((size_t)half * sizeof *inv);
     if (inv == NULL) {
