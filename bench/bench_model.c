@@ -111,7 +111,7 @@ int main(int argc, char **argv)
     printf("loss %.4f (ln vocab %.4f)\n", loss / N, __builtin_log((double)cfg.vocab));
     fflush(stdout);
     if (no_ref) {
-        printf("ramtrain cpu fwd+bwd tokens/s %.1f (no reference run: no ratio)\n", ours);
+        printf("profiling run (-n): no reference, so no figure\n");
         return 0;
     }
 
