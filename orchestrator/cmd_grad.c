@@ -152,10 +152,12 @@ int cmd_grad(int argc, char **argv)
         rc = CLI_FAIL;
         goto out;
     }
-    if (read_tokens(tokens, (int)B, (int)T, cfg.vocab, inputs, targets, &err) < 0 ||
-        mio_alloc(&m, &cfg, &err) < 0 || mio_load(&m, model, &err) < 0 ||
-        lstep_init(&step, &cfg, (int)B, (int)T, (int)threads, &err) < 0) {
+    int e;
+    if ((e = read_tokens(tokens, (int)B, (int)T, cfg.vocab, inputs, targets, &err)) < 0 ||
+        (e = mio_alloc(&m, &cfg, &err)) < 0 || (e = mio_load(&m, model, &err)) < 0 ||
+        (e = lstep_init(&step, &cfg, (int)B, (int)T, (int)threads, &err)) < 0) {
         cli_error("grad", "%s", err.msg);
+        rc = e == -ENOMEM || e == -EIO ? CLI_FAIL : CLI_USAGE; /* the rest is bad input */
         goto out;
     }
     double loss = 0.0;
