@@ -23,6 +23,9 @@ void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 int cli_int(const char *cmd, const char *opt, const char *text, int64_t lo, int64_t hi,
             int64_t *out);
 
+/* Creates dir and its missing parents (mkdir -p); 0 or a negative errno. */
+int cli_mkdir_p(const char *dir);
+
 /* Reports an option getopt_long rejected (unknown, or missing its value). */
 void cli_bad_option(const char *cmd, int argc, char **argv, int optopt_seen);
 

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "orchestrator/cli.h"
@@ -170,8 +169,9 @@ int cmd_demo(int argc, char **argv)
         fflush(stdout);
     }
 
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        cli_error("demo", "%s: cannot create directory: %s", out, strerror(errno));
+    int e = cli_mkdir_p(out);
+    if (e < 0) {
+        cli_error("demo", "%s: cannot create directory: %s", out, strerror(-e));
         goto out;
     }
     char path[4200];

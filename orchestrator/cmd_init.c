@@ -10,29 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "orchestrator/cli.h"
 #include "orchestrator/model_io.h"
-
-static int mkdir_p(const char *dir)
-{
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return -ENAMETOOLONG;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
 
 static int copy_file(const char *src, const char *dst, rt_err *err)
 {
@@ -115,7 +96,7 @@ int cmd_init(int argc, char **argv)
         cli_error("init", "%s", err.msg);
         return CLI_USAGE;
     }
-    int rc = mkdir_p(out);
+    int rc = cli_mkdir_p(out);
     if (rc < 0) {
         cli_error("init", "%s: cannot create directory: %s", out, strerror(-rc));
         return CLI_FAIL;

@@ -3,10 +3,12 @@
  * file (cmd_*.c). The services and the training supervisor (`ramtrain run`)
  * join here as they land.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "orchestrator/cli.h"
 
@@ -49,6 +51,24 @@ int cli_int(const char *cmd, const char *opt, const char *text, int64_t lo, int6
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_mkdir_p(const char *dir)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return -errno;
     return 0;
 }
 

@@ -290,9 +290,10 @@ static void rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, i
     }
 }
 
-/* dx = (beta ? dx : 0) + d/dx of rmsnorm given dy; dw += sum_r dy * x * rstd */
+/* dx = resid + d/dx of rmsnorm given dy (resid NULL: no residual); dw += sum_r dy * x * rstd.
+ * The residual is read in place of a copy: dx may alias resid. */
 static void rmsnorm_bwd(const float *x, const float *w, const float *rstd, const float *dy,
-                        float *dx, float *dw, int64_t n, int64_t d, int accumulate)
+                        const float *resid, float *dx, float *dw, int64_t n, int64_t d)
 {
     colsum_acc(dy, x, rstd, n, d, dw);
 #pragma omp parallel for schedule(static)
@@ -305,10 +306,11 @@ static void rmsnorm_bwd(const float *x, const float *w, const float *rstd, const
         for (int64_t j = 0; j < d; j++)
             m += dyr[j] * w[j] * xr[j];
         float c = m * rs * rs * rs / (float)d;
-        if (accumulate) {
+        if (resid != NULL) {
+            const float *rr = resid + r * d;
 #pragma omp simd
             for (int64_t j = 0; j < d; j++)
-                dxr[j] += dyr[j] * w[j] * rs - xr[j] * c;
+                dxr[j] = rr[j] + (dyr[j] * w[j] * rs - xr[j] * c);
         } else {
 #pragma omp simd
             for (int64_t j = 0; j < d; j++)
@@ -523,8 +525,8 @@ static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const f
     linear_bwd_weight(cb->u, cb->h2, g->up_w, NULL, N, H, ID);
     linear_bwd_data(cb->g, w->gate_w, cb->dh, N, H, ID, 0.0f);
     linear_bwd_data(cb->u, w->up_w, cb->dh, N, H, ID, 1.0f);
-    memcpy(cb->dx1, dy, (size_t)(N * H) * sizeof *dy);
-    rmsnorm_bwd(cb->x1, w->mlp_norm, cb->rstd2, cb->dh, cb->dx1, g->mlp_norm, N, H, 1);
+    /* dx1 = dy (the residual) + through mlp_norm; dy is not read after this */
+    rmsnorm_bwd(cb->x1, w->mlp_norm, cb->rstd2, cb->dh, dy, cb->dx1, g->mlp_norm, N, H);
 
     /* attention: x1 = x + o_proj(attn(rope(q(h)), rope(k(h)), v(h))) */
     linear_bwd_weight(cb->dx1, cb->att, g->o_w, g->o_b, N, QD, H);
@@ -538,10 +540,8 @@ static int cpu_layer_backward(be_backend *be, const model_layer_ptrs *w, const f
     linear_bwd_data(cb->dq, w->q_w, cb->dh, N, H, QD, 0.0f);
     linear_bwd_data(cb->dk, w->k_w, cb->dh, N, H, KVD, 1.0f);
     linear_bwd_data(cb->dv, w->v_w, cb->dh, N, H, KVD, 1.0f);
-    /* dx may alias dy: dy is not read past this point */
-    if (dx != cb->dx1)
-        memcpy(dx, cb->dx1, (size_t)(N * H) * sizeof *dx);
-    rmsnorm_bwd(x, w->attn_norm, cb->rstd1, cb->dh, dx, g->attn_norm, N, H, 1);
+    /* dx may alias dy: dy was last read by the mlp_norm backward above */
+    rmsnorm_bwd(x, w->attn_norm, cb->rstd1, cb->dh, cb->dx1, dx, g->attn_norm, N, H);
     return 0;
 }
 
@@ -636,7 +636,7 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
         total += cb->row_loss[r];
     *loss_sum += total;
     if (dx != NULL)
-        rmsnorm_bwd(x, w->norm, cb->rstd_head, dhn, dx, g->norm, N, H, 0);
+        rmsnorm_bwd(x, w->norm, cb->rstd_head, dhn, NULL, dx, g->norm, N, H);
     return 0;
 }
 
