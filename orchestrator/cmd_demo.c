@@ -10,7 +10,6 @@
  * torch.optim.AdamW update over the blocks' W, G0, m and v sections; the
  * parameter server's threaded optimizer supersedes it.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
