@@ -14,6 +14,8 @@ pkgs=(
   libyaml-dev                       # run configs
   libcmocka-dev                     # unit tests
   python3 python3-torch python3-numpy  # PyTorch: the numerical oracle of the tests
+  python3-zmq                       # tests send raw (and broken) messages to the services
+  fio                               # bench_io and the spill benchmark compare against it
 )
 
 sudo=""

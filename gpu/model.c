@@ -584,3 +584,23 @@ int model_block_bind(const model_config *c, const lb_layout *l, void *base, lb_s
     }
     return 0;
 }
+
+uint64_t model_config_hash(const model_config *c)
+{
+    /* Over a canonical text of every field, so the hash does not depend on
+     * struct padding or on how config.json spelled the values. */
+    char text[1024];
+    int n = snprintf(text, sizeof text,
+                     "%s|%lld|%lld|%lld|%lld|%lld|%lld|%lld|%lld|%lld|%a|%a|%d|%a|%a|%a|%lld|%d|%d|%d",
+                     c->model_type, (long long)c->hidden, (long long)c->intermediate,
+                     (long long)c->n_layers, (long long)c->n_heads, (long long)c->n_kv_heads,
+                     (long long)c->head_dim, (long long)c->vocab, (long long)c->max_pos,
+                     (long long)c->sliding_window, c->rms_eps, c->rope_theta, (int)c->rope_type,
+                     c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+                     (long long)c->rope_orig_max_pos, (int)c->tie_embeddings, (int)c->qkv_bias,
+                     (int)c->o_bias);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < n && i < (int)sizeof text; i++)
+        h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    return h;
+}

@@ -68,6 +68,10 @@ int model_config_load(const char *path, model_config *cfg, rt_err *err);
  * model_config_load both read back to the same cfg. Blocks on I/O. */
 int model_config_save(const model_config *cfg, const char *path, rt_err *err);
 
+/* A 64-bit hash of every field of cfg (FNV-1a over a canonical text): the
+ * same model gives the same hash whatever config.json spelled. */
+uint64_t model_config_hash(const model_config *cfg);
+
 /* The RoPE inverse frequencies after any rope scaling: inv_freq[head_dim/2]. */
 void model_rope_inv_freq(const model_config *cfg, double *inv_freq);
 

@@ -33,5 +33,6 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_clean(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const struct command {
     {"grad", cmd_grad,
      "grad --model DIR --tokens FILE --batch B --seq T --out GRADS.safetensors [--threads N]"},
     {"demo", cmd_demo, "demo [--steps N] [--out DIR] [--threads N]"},
+    {"clean", cmd_clean, "clean --run-id ID [--spill-dir DIR]"},
 };
 
 static void usage(FILE *f)

@@ -73,37 +73,13 @@ void mio_free(mio_model *m)
     memset(m, 0, sizeof *m);
 }
 
-static int is_norm(const char *name)
-{
-    return strstr(name, "layernorm.weight") != NULL || strcmp(name, "model.norm.weight") == 0;
-}
-
-static int is_bias(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 5 && strcmp(name + n - 5, ".bias") == 0;
-}
-
 void mio_init_weights(mio_model *m, uint64_t seed)
 {
-    /* One stream per tensor, derived from (seed, block, tensor), so a tensor's
-     * values do not depend on the shapes of the tensors before it. */
     for (int b = 0; b < m->n_blocks; b++) {
         lb_layout *l = &m->layouts[b];
-        for (int i = 0; i < l->n_tensors; i++) {
-            float *w = lb_tensor_ptr(l, m->blocks[b], LB_SEC_W, i);
-            uint64_t n = l->t[i].numel;
-            if (is_norm(l->t[i].name)) {
-                for (uint64_t j = 0; j < n; j++)
-                    w[j] = 1.0f;
-            } else if (is_bias(l->t[i].name)) {
-                memset(w, 0, n * sizeof *w);
-            } else {
-                rng_state r;
-                rng_seed(&r, seed * 0x100000001b3ull + (uint64_t)b * 64 + (uint64_t)i);
-                rng_normal_fill(&r, w, n, m->cfg.init_range);
-            }
-        }
+        for (int i = 0; i < l->n_tensors; i++)
+            rng_init_tensor(l->t[i].name, seed, b, i, m->cfg.init_range,
+                            lb_tensor_ptr(l, m->blocks[b], LB_SEC_W, i), l->t[i].numel);
     }
 }
 

@@ -74,16 +74,22 @@ void lb_layout_finish(lb_layout *l)
         l->sec_off[LB_SEC_G0 + s] = pos;
         pos += l->w_bytes;
     }
+    /* The accumulator stays with W and G: it is what GradReady touches. The
+     * optimizer state (master, m, v) comes last and in one piece, so NVMe
+     * spill moves it as one extent and a spilled block is simply shorter. */
+    l->sec_off[LB_SEC_ACCUM] = pos;
+    pos += l->f32_bytes;
+    l->opt_off = pos;
     if (l->compute != DT_F32) {
         l->sec_off[LB_SEC_MASTER] = pos;
         pos += l->f32_bytes;
     }
-    l->sec_off[LB_SEC_ACCUM] = pos;
-    pos += l->f32_bytes;
     l->sec_off[LB_SEC_M] = pos;
     pos += l->f32_bytes;
     l->sec_off[LB_SEC_V] = pos;
     pos += l->f32_bytes;
+    l->opt_bytes = pos - l->opt_off;
+    l->resident_bytes = lb_align_up(l->opt_off, LB_ALIGN_BLOCK);
     l->total_bytes = lb_align_up(pos, LB_ALIGN_BLOCK);
 }
 

@@ -3,9 +3,10 @@
  *
  * A layer block is one contiguous region: a 4 KiB header page, then the
  * sections W (weights in the compute dtype), G0..G(n-1) (gradient landing
- * slots, same tensor table as W), and the optimizer sections only the
- * parameter server maps: master (fp32 copy of W when the compute dtype is not
- * fp32), accum (fp32 gradient accumulator), m and v (AdamW moments, fp32).
+ * slots, same tensor table as W), and the sections only the parameter server
+ * maps: accum (fp32 gradient accumulator) and the optimizer state, last and
+ * contiguous so NVMe spill can move it as one extent: master (fp32 copy of W
+ * when the compute dtype is not fp32), m and v (AdamW moments, fp32).
  * Every tensor offset is 4 KiB aligned so O_DIRECT and registered buffers
  * need no bounce copy, and the whole block is rounded to 2 MiB so huge pages
  * can back it.
@@ -61,6 +62,10 @@ typedef struct lb_layout {
     uint64_t w_bytes;                  /* size of W (and of each G slot), 4 KiB multiple */
     uint64_t f32_bytes;                /* size of one fp32 optimizer section, 4 KiB multiple */
     uint64_t sec_off[LB_SEC_MAX];      /* byte offset of each section; 0 when absent */
+    uint64_t opt_off;                  /* start of the optimizer state (master, m, v): one extent */
+    uint64_t opt_bytes;                /* its size, 4 KiB multiple */
+    uint64_t resident_bytes;           /* the block without that state (what a spilled block
+                                          keeps in RAM), 2 MiB multiple */
     uint64_t total_bytes;              /* whole block, header included, 2 MiB multiple */
 } lb_layout;
 

@@ -5,6 +5,7 @@
 #include "services/common/rng.h"
 
 #include <math.h>
+#include <string.h>
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -47,5 +48,33 @@ void rng_normal_fill(rng_state *r, float *out, uint64_t n, double std)
         out[i] = (float)(rad * cos(2.0 * M_PI * u2));
         if (i + 1 < n)
             out[i + 1] = (float)(rad * sin(2.0 * M_PI * u2));
+    }
+}
+
+static int is_norm(const char *name)
+{
+    return strstr(name, "layernorm.weight") != NULL || strcmp(name, "model.norm.weight") == 0;
+}
+
+static int is_bias(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && strcmp(name + n - 5, ".bias") == 0;
+}
+
+void rng_init_tensor(const char *name, uint64_t seed, int block, int index, double std,
+                     float *out, uint64_t n)
+{
+    if (is_norm(name)) {
+        for (uint64_t j = 0; j < n; j++)
+            out[j] = 1.0f;
+    } else if (is_bias(name)) {
+        memset(out, 0, n * sizeof *out);
+    } else {
+        /* One stream per tensor, derived from (seed, block, tensor), so a
+         * tensor's values do not depend on the shapes of those before it. */
+        rng_state r;
+        rng_seed(&r, seed * 0x100000001b3ull + (uint64_t)block * 64 + (uint64_t)index);
+        rng_normal_fill(&r, out, n, std);
     }
 }

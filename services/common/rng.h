@@ -25,4 +25,10 @@ double rng_uniform(rng_state *r);
 /* Fills out[n] with normal(0, std) draws (Box-Muller). */
 void rng_normal_fill(rng_state *r, float *out, uint64_t n, double std);
 
+/* Fills out[n] with the initial value of a Llama tensor as Hugging Face
+ * initialises it: norm weights 1, biases 0, everything else normal(0, std)
+ * from a stream of its own derived from (seed, block, index in the block). */
+void rng_init_tensor(const char *name, uint64_t seed, int block, int index, double std,
+                     float *out, uint64_t n);
+
 #endif

@@ -1,0 +1,484 @@
+/*
+ * bench_io: sequential O_DIRECT write and read bandwidth of one file through
+ * io_engine (io_uring, one registered buffer holding a block per request in
+ * flight), against fio on the same file with the same size, block size,
+ * queue depth and io_uring engine, measured in the same run (DESIGN.md §7).
+ *
+ * Each round runs engine and fio writes, then engine and fio reads; the order
+ * of engine and fio swaps every round so a drift in the device (caches,
+ * thermal, a neighbour on the VM) does not favour one side, and the best of
+ * each over the rounds is kept (a VM's noise is about ±10%). Before the first
+ * round the engine writes the whole file once, untimed, after fallocate: every
+ * timed write, ours or fio's, then overwrites allocated blocks (ext4 runs
+ * extending O_DIRECT writes one at a time, which would measure the filesystem
+ * rather than the engine). O_DIRECT bypasses the page cache, so reads hit the
+ * device without dropping caches (which needs root).
+ *
+ * Output: one line per round, then `write: engine X MiB/s  fio Y MiB/s  ratio
+ * X/Y` and the same for read. Exit 2 when fio is missing, 1 on any error.
+ * The file is removed at the end, also after an error.
+ */
+#define _GNU_SOURCE /* O_DIRECT */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "storage/io_engine.h"
+
+#define MIB (1024.0 * 1024.0)
+
+struct bench {
+    char path[4096];  /* the test file */
+    char fio[4096];   /* the fio executable */
+    uint64_t size;    /* bytes, a multiple of bs */
+    size_t bs;        /* bytes per request */
+    unsigned depth;   /* requests in flight */
+    int rounds;
+    int fd;           /* path, O_DIRECT */
+    size_t buf_len;   /* bytes of buf and of buf4k: depth * bs */
+    uint8_t *buf;     /* [depth][bs] bytes from io_alloc, registered with e */
+    uint8_t *buf4k;   /* [depth][bs] bytes in 4 KiB pages, as fio's, unregistered (e4k); mapped
+                       * afresh for every pass, as each fio run gets new pages */
+    io_engine *e;
+    io_engine *e4k;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "1G", "512M", "64k", "4096" -> bytes; 0 on a malformed value. */
+static uint64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return 0;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (*end == 'i' && shift)
+        end++;
+    if ((*end == 'b' || *end == 'B') && shift)
+        end++;
+    if (*end != '\0' || v > (UINT64_MAX >> shift))
+        return 0;
+    return (uint64_t)v << shift;
+}
+
+/* Finds name in PATH; 0 and out filled, or -ENOENT. */
+static int find_in_path(const char *name, char *out, size_t len)
+{
+    const char *path = getenv("PATH");
+    if (path == NULL || *path == '\0')
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t n = colon ? (size_t)(colon - path) : strlen(path);
+        snprintf(out, len, "%.*s/%s", (int)n, n ? path : ".", name);
+        if (access(out, X_OK) == 0)
+            return 0;
+        path += n + (colon ? 1 : 0);
+    }
+    return -ENOENT;
+}
+
+/* One sequential pass over the file through the engine: `depth` requests in
+ * flight, each reaped batch refilled with one io_submit. Returns bytes/s, or
+ * a negative value after printing the failure. */
+static double engine_pass(struct bench *b, io_engine *e, uint8_t *buf, bool write)
+{
+    rt_err err = {{0}};
+    uint64_t n = b->size / b->bs, next = 0, finished = 0;
+    io_req *reqs = calloc(b->depth, sizeof *reqs);
+    io_done *done = calloc(b->depth, sizeof *done);
+    double rate = -1;
+    if (reqs == NULL || done == NULL) {
+        fprintf(stderr, "bench_io: no memory\n");
+        goto cleanup;
+    }
+    double t0 = now_s();
+    int k = 0;
+    for (; k < (int)b->depth && next < n; k++, next++)
+        reqs[k] = (io_req){.fd = b->fd, .write = write, .buf = buf + (size_t)k * b->bs, .len = b->bs,
+                           .off = next * b->bs, .user = (void *)(uintptr_t)k};
+    while (finished < n) {
+        if (k > 0 && io_submit(e, reqs, k, &err) != 0) {
+            fprintf(stderr, "bench_io: %s\n", err.msg);
+            goto cleanup;
+        }
+        int got = io_reap(e, done, (int)b->depth, 1);
+        k = 0;
+        for (int i = 0; i < got; i++) {
+            if (done[i].res != 0) {
+                fprintf(stderr, "bench_io: %s %s: %s\n", write ? "write to" : "read from", b->path,
+                        strerror(-done[i].res));
+                goto cleanup;
+            }
+            finished++;
+            if (next < n) {
+                uintptr_t slot = (uintptr_t)done[i].user; /* its block of buf is free again */
+                reqs[k++] = (io_req){.fd = b->fd, .write = write, .buf = buf + slot * b->bs, .len = b->bs,
+                                     .off = next * b->bs, .user = (void *)slot};
+                next++;
+            }
+        }
+    }
+    rate = (double)b->size / (now_s() - t0);
+
+cleanup:
+    free(reqs);
+    free(done);
+    return rate;
+}
+
+/* Runs fio on the same file and returns its bw_bytes, or a negative value
+ * after printing the failure. */
+static double fio_pass(struct bench *b, bool write, char *version, size_t vlen)
+{
+    char a_file[4200], a_rw[32], a_bs[64], a_depth[64], a_size[64];
+    snprintf(a_file, sizeof a_file, "--filename=%s", b->path);
+    snprintf(a_rw, sizeof a_rw, "--rw=%s", write ? "write" : "read");
+    snprintf(a_bs, sizeof a_bs, "--bs=%zu", b->bs);
+    snprintf(a_depth, sizeof a_depth, "--iodepth=%u", b->depth);
+    snprintf(a_size, sizeof a_size, "--size=%llu", (unsigned long long)b->size);
+    char *argv[] = {b->fio, "--name=bench_io", a_file, a_rw, a_bs, a_depth, a_size, "--direct=1",
+                    "--ioengine=io_uring", "--output-format=json", NULL};
+    int p[2];
+    if (pipe(p) != 0) {
+        perror("bench_io: pipe");
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench_io: fork");
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(p[1], STDOUT_FILENO);
+        close(p[0]);
+        close(p[1]);
+        execv(b->fio, argv);
+        fprintf(stderr, "bench_io: cannot run %s: %s\n", b->fio, strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    ssize_t got;
+    while (out != NULL && (got = read(p[0], out + len, cap - len - 1)) > 0) {
+        len += (size_t)got;
+        if (cap - len < 1024) {
+            char *grown = realloc(out, cap * 2);
+            if (grown == NULL) {
+                free(out);
+                out = NULL;
+                break;
+            }
+            out = grown;
+            cap *= 2;
+        }
+    }
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    double rate = -1;
+    json_t *root = NULL;
+    if (out == NULL) {
+        fprintf(stderr, "bench_io: no memory for fio's output\n");
+        goto cleanup;
+    }
+    out[len] = '\0';
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench_io: fio failed (status %d): %s\n", status, out);
+        goto cleanup;
+    }
+    char *start = strchr(out, '{'); /* fio may print notes before the JSON */
+    json_error_t jerr;
+    root = start ? json_loads(start, 0, &jerr) : NULL;
+    if (root == NULL) {
+        fprintf(stderr, "bench_io: fio's output is not JSON (%s): %.200s\n", start ? jerr.text : "no '{'", out);
+        goto cleanup;
+    }
+    const char *ver = json_string_value(json_object_get(root, "fio version"));
+    if (ver != NULL)
+        snprintf(version, vlen, "%s", ver);
+    json_t *job = json_array_get(json_object_get(root, "jobs"), 0);
+    json_t *bw = json_object_get(json_object_get(job, write ? "write" : "read"), "bw_bytes");
+    if (!json_is_integer(bw) || json_integer_value(bw) <= 0) {
+        fprintf(stderr, "bench_io: fio's JSON has no positive jobs[0].%s.bw_bytes\n", write ? "write" : "read");
+        goto cleanup;
+    }
+    rate = (double)json_integer_value(bw);
+
+cleanup:
+    json_decref(root);
+    free(out);
+    return rate;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (sorts v). */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Replaces b->buf4k with len bytes of new anonymous memory in 4 KiB pages,
+ * filled with a pattern (so the pages exist before the timed pass). mmap, not
+ * malloc: glibc would hand back the pages of the previous pass. */
+static int map_4k(struct bench *b, size_t len)
+{
+    if (b->buf4k != NULL)
+        munmap(b->buf4k, len);
+    b->buf4k = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b->buf4k == MAP_FAILED) {
+        b->buf4k = NULL;
+        fprintf(stderr, "bench_io: mmap %zu bytes: %s\n", len, strerror(errno));
+        return -1;
+    }
+    madvise(b->buf4k, len, MADV_NOHUGEPAGE);
+    for (size_t i = 0; i < len; i++)
+        b->buf4k[i] = (uint8_t)(i * 2654435761u >> 13);
+    return 0;
+}
+
+/* Bytes of [p, p + len) backed by transparent huge pages, from
+ * /proc/self/smaps (0 when it cannot say). */
+static uint64_t huge_bytes(const void *p, size_t len)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (f == NULL)
+        return 0;
+    uintptr_t lo = (uintptr_t)p, hi = lo + len;
+    bool inside = false;
+    uint64_t total = 0;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, z;
+        unsigned long long kib;
+        if (sscanf(line, "%lx-%lx ", &a, &z) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = a < hi && z > lo;
+        else if (inside && sscanf(line, "AnonHugePages: %llu kB", &kib) == 1)
+            total += kib * 1024;
+    }
+    fclose(f);
+    return total;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_io [--dir DIR] [--size BYTES] [--bs BYTES] [--depth N] [--rounds N]\n"
+            "  --dir     directory of the test file (default $TMPDIR, else /tmp); needs O_DIRECT\n"
+            "  --size    file size (default 1G; suffixes K, M, G)\n"
+            "  --bs      bytes per request (default 1M; a multiple of %u, below 1M only with a warning)\n"
+            "  --depth   requests in flight (default %u, at most %u)\n"
+            "  --rounds  rounds of engine, fio and engine-4k, best of each kept (default 6)\n"
+            "Needs fio (Debian package 'fio') in PATH.\n",
+            IO_ALIGN, IO_DEFAULT_DEPTH, IO_MAX_DEPTH);
+}
+
+int main(int argc, char **argv)
+{
+    struct bench b = {.size = 1ull << 30, .bs = 1u << 20, .depth = IO_DEFAULT_DEPTH, .rounds = 6, .fd = -1};
+    const char *dir = getenv("TMPDIR");
+    if (dir == NULL || *dir == '\0')
+        dir = "/tmp";
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},   {"size", required_argument, NULL, 's'},
+        {"bs", required_argument, NULL, 'b'},    {"depth", required_argument, NULL, 'q'},
+        {"rounds", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': dir = optarg; break;
+        case 's': b.size = parse_size(optarg); break;
+        case 'b': b.bs = (size_t)parse_size(optarg); break;
+        case 'q': b.depth = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'r': b.rounds = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+    if (b.bs == 0 || b.bs % IO_ALIGN || b.bs > IO_MAX_CHUNK) {
+        fprintf(stderr, "bench_io: --bs must be a multiple of %u up to 1G\n", IO_ALIGN);
+        return 1;
+    }
+    if (b.size < b.bs) {
+        fprintf(stderr, "bench_io: --size must be at least --bs (%zu bytes)\n", b.bs);
+        return 1;
+    }
+    if (b.depth == 0 || b.depth > IO_MAX_DEPTH || b.rounds < 1) {
+        fprintf(stderr, "bench_io: --depth must be 1..%u and --rounds at least 1\n", IO_MAX_DEPTH);
+        return 1;
+    }
+    if (b.bs < (1u << 20))
+        fprintf(stderr, "bench_io: warning: --bs %zu is below 1 MiB; DESIGN.md §7 asks for >= 1 MiB requests\n",
+                b.bs);
+    if (b.size % b.bs) {
+        b.size -= b.size % b.bs;
+        fprintf(stderr, "bench_io: warning: --size rounded down to %llu bytes, a multiple of --bs\n",
+                (unsigned long long)b.size);
+    }
+    if (find_in_path("fio", b.fio, sizeof b.fio) != 0) {
+        fprintf(stderr, "bench_io: fio not found in PATH; it is the reference this benchmark compares with: "
+                        "install the Debian package 'fio'\n");
+        return 2;
+    }
+
+    int rc = 1;
+    rt_err err = {{0}};
+    bool direct = false;
+    snprintf(b.path, sizeof b.path, "%s/bench_io.%d.dat", dir, (int)getpid());
+    b.fd = io_open(b.path, O_RDWR | O_CREAT | O_TRUNC, true, &direct, &err);
+    if (b.fd < 0) {
+        fprintf(stderr, "bench_io: %s\n", err.msg);
+        return 1;
+    }
+    if (!direct) {
+        fprintf(stderr, "bench_io: %s: the filesystem refuses O_DIRECT; choose another --dir\n", b.path);
+        goto cleanup;
+    }
+    int fa = posix_fallocate(b.fd, 0, (off_t)b.size);
+    if (fa != 0) {
+        fprintf(stderr, "bench_io: %s: fallocate %llu bytes: %s\n", b.path, (unsigned long long)b.size,
+                strerror(fa));
+        goto cleanup;
+    }
+    b.buf_len = (size_t)b.depth * b.bs;
+    b.buf = io_alloc(b.buf_len);
+    if (b.buf == NULL || map_4k(&b, b.buf_len) != 0) {
+        fprintf(stderr, "bench_io: no memory for 2 x %u x %zu bytes of buffers\n", b.depth, b.bs);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < b.buf_len; i++)
+        b.buf[i] = (uint8_t)(i * 2654435761u >> 13);
+    void *bufs[1] = {b.buf};
+    if (io_engine_open(&(io_opts){.kind = IO_KIND_AUTO, .depth = b.depth, .n_bufs = 1, .bufs = bufs,
+                                  .buf_lens = &b.buf_len},
+                       &b.e, &err) != 0 ||
+        io_engine_open(&(io_opts){.kind = IO_KIND_AUTO, .depth = b.depth}, &b.e4k, &err) != 0) {
+        fprintf(stderr, "bench_io: %s\n", err.msg);
+        goto cleanup;
+    }
+    printf("bench_io: %s, %.0f MiB, bs %zu KiB, depth %u, %d rounds\n", b.path, (double)b.size / MIB,
+           b.bs / 1024, b.depth, b.rounds);
+    printf("engine: %s; buffers from io_alloc, %.1f of %.1f MiB in huge pages\n", io_engine_describe(b.e),
+           (double)huge_bytes(b.buf, b.buf_len) / MIB, (double)b.buf_len / MIB);
+    printf("engine-4k: %s; buffers in 4 KiB pages like fio's, %.1f MiB in huge pages\n",
+           io_engine_describe(b.e4k), (double)huge_bytes(b.buf4k, b.buf_len) / MIB);
+    fflush(stdout);
+    if (engine_pass(&b, b.e, b.buf, true) < 0) /* untimed: allocate every block once */
+        goto cleanup;
+
+    enum { ENGINE, FIO, ENGINE_4K, N_WHO };
+    static const char *const who_name[N_WHO] = {"engine", "fio", "engine-4k"};
+    static const char *const rw_name[2] = {"write", "read"};
+    char version[64] = "fio";
+    double best[2][N_WHO] = {{0}}; /* [write, read][who] bytes/s */
+    double *all = calloc((size_t)b.rounds * 2 * N_WHO, sizeof *all); /* [who][write, read][round] bytes/s */
+    if (all == NULL) {
+        fprintf(stderr, "bench_io: no memory\n");
+        goto cleanup;
+    }
+    for (int r = 0; r < b.rounds; r++) {
+        double got[2][N_WHO];
+        for (int w = 0; w < 2; w++) {
+            bool write = w == 0;
+            for (int j = 0; j < N_WHO; j++) {
+                int who = (r + j) % N_WHO; /* each goes first, second and third in turn */
+                if (who == FIO)
+                    got[w][who] = fio_pass(&b, write, version, sizeof version);
+                else if (who == ENGINE_4K && map_4k(&b, b.buf_len) != 0)
+                    got[w][who] = -1;
+                else
+                    got[w][who] = engine_pass(&b, who == ENGINE ? b.e : b.e4k, who == ENGINE ? b.buf : b.buf4k,
+                                              write);
+                if (got[w][who] < 0) {
+                    free(all);
+                    goto cleanup;
+                }
+                all[((size_t)who * 2 + (size_t)w) * (size_t)b.rounds + (size_t)r] = got[w][who];
+                if (got[w][who] > best[w][who])
+                    best[w][who] = got[w][who];
+            }
+        }
+        printf("round %d:", r + 1);
+        for (int w = 0; w < 2; w++) {
+            printf("  %s", rw_name[w]);
+            for (int who = 0; who < N_WHO; who++)
+                printf(" %s %.1f", who_name[who], got[w][who] / MIB);
+        }
+        printf(" MiB/s\n");
+        fflush(stdout);
+    }
+    printf("reference: %s --ioengine=io_uring --direct=1 on the same file, bs and depth (unregistered buffers "
+           "in 4 KiB pages)\n", version);
+    io_stats st;
+    io_engine_stats(b.e, &st);
+    printf("engine I/Os: %llu (%llu fixed), %llu short, %llu -EAGAIN\n", (unsigned long long)st.ios,
+           (unsigned long long)st.fixed, (unsigned long long)st.short_io, (unsigned long long)st.again);
+    for (int w = 0; w < 2; w++)
+        printf("%s: engine %.1f MiB/s  fio %.1f MiB/s  ratio %.2f\n", rw_name[w], best[w][ENGINE] / MIB,
+               best[w][FIO] / MIB, best[w][ENGINE] / best[w][FIO]);
+    for (int w = 0; w < 2; w++)
+        printf("%s, fio's buffers: engine-4k %.1f MiB/s  fio %.1f MiB/s  ratio %.2f\n", rw_name[w],
+               best[w][ENGINE_4K] / MIB, best[w][FIO] / MIB, best[w][ENGINE_4K] / best[w][FIO]);
+    double med[2][N_WHO]; /* medians: less swayed than the best by one lucky fio run */
+    for (int who = 0; who < N_WHO; who++)
+        for (int w = 0; w < 2; w++)
+            med[w][who] = median(all + ((size_t)who * 2 + (size_t)w) * (size_t)b.rounds, b.rounds);
+    for (int w = 0; w < 2; w++)
+        printf("median %s: engine %.1f MiB/s  fio %.1f MiB/s  ratio %.2f\n", rw_name[w], med[w][ENGINE] / MIB,
+               med[w][FIO] / MIB, med[w][ENGINE] / med[w][FIO]);
+    for (int w = 0; w < 2; w++)
+        printf("median %s, fio's buffers: engine-4k %.1f MiB/s  fio %.1f MiB/s  ratio %.2f\n", rw_name[w],
+               med[w][ENGINE_4K] / MIB, med[w][FIO] / MIB, med[w][ENGINE_4K] / med[w][FIO]);
+    free(all);
+    rc = 0;
+
+cleanup:
+    io_engine_close(b.e);
+    io_engine_close(b.e4k);
+    free(b.buf);
+    if (b.buf4k != NULL)
+        munmap(b.buf4k, b.buf_len);
+    if (b.fd >= 0)
+        close(b.fd);
+    unlink(b.path);
+    return rc;
+}

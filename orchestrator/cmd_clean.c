@@ -1,0 +1,108 @@
+/*
+ * ramtrain clean: removes what a run keeps outside its run directory — the
+ * layer blocks in shared memory and, given --spill-dir, the spill files — so
+ * the memory comes back and the run id can start over. A paramserver never
+ * removes them on its own except at the end of a run (Shutdown with
+ * remove_state): they are the run's state between restarts.
+ *
+ * It looks wherever the block store creates objects (RAMTRAIN_SHM_DIR,
+ * /dev/hugepages, /dev/shm) for "ramtrain.<run-id>.<shard>.<block>", and
+ * removes only names of exactly that form.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orchestrator/cli.h"
+#include "storage/blockstore.h"
+
+/* True when name is "ramtrain.<run_id>.<digits>.<digits><suffix>". */
+static int is_run_object(const char *name, const char *run_id, const char *suffix)
+{
+    size_t rl = strlen(run_id);
+    if (strncmp(name, "ramtrain.", 9) != 0 || strncmp(name + 9, run_id, rl) != 0 ||
+        name[9 + rl] != '.')
+        return 0;
+    const char *p = name + 10 + rl;
+    for (int part = 0; part < 2; part++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (part == 0 && *p++ != '.')
+            return 0;
+    }
+    return strcmp(p, suffix) == 0;
+}
+
+static int remove_matching(const char *dir, const char *run_id, const char *suffix, int *n)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!is_run_object(e->d_name, run_id, suffix))
+            continue;
+        char path[4352];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) {
+            (*n)++;
+            printf("removed %s\n", path);
+        } else if (errno != ENOENT) {
+            cli_error("clean", "cannot remove %s: %s", path, strerror(errno));
+            rc = -errno;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int cmd_clean(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"run-id", required_argument, 0, 'r'},
+        {"spill-dir", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *run_id = NULL, *spill_dir = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': run_id = optarg; break;
+        case 's': spill_dir = optarg; break;
+        case 'h': printf("usage: ramtrain clean --run-id ID [--spill-dir DIR]\n"); return CLI_OK;
+        default: cli_bad_option("clean", argc, argv, optind); return CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        cli_error("clean", "unexpected argument '%s'", argv[optind]);
+        return CLI_USAGE;
+    }
+    if (run_id == NULL) {
+        cli_error("clean", "--run-id is required (the run whose shared memory to remove)");
+        return CLI_USAGE;
+    }
+    rt_err err = {{0}};
+    if (bs_run_id_check(run_id, &err) < 0) {
+        cli_error("clean", "--run-id: %s", err.msg);
+        return CLI_USAGE;
+    }
+    int n = 0, rc = 0;
+    const char *env = getenv(BS_ENV_DIR);
+    const char *dirs[] = {env != NULL && env[0] ? env : NULL, BS_DIR_HUGETLB, BS_DIR_SHM};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+        if (dirs[i] != NULL && remove_matching(dirs[i], run_id, "", &n) < 0)
+            rc = -1;
+    if (spill_dir != NULL && remove_matching(spill_dir, run_id, ".spill", &n) < 0)
+        rc = -1;
+    printf("%d object%s of run %s removed\n", n, n == 1 ? "" : "s", run_id);
+    return rc < 0 ? CLI_FAIL : CLI_OK;
+}
