@@ -28,8 +28,9 @@
  * with bench_io on virtio-blk (254 segments at most): a 1 MiB READ_FIXED from
  * 4 KiB pages is 256 segments and went to the device as two requests, and
  * reads ran at 0.8x fio; from huge pages each request is one segment, the
- * scheduler merges neighbours up to 4 MiB, and both directions ran at about
- * 1.5x fio (whose buffers are in 4 KiB pages).
+ * scheduler merges neighbours up to 4 MiB, and both directions ran at 1.5 to
+ * 2.5x fio (whose buffers are in 4 KiB pages). With buffers like fio's the
+ * engine's median is within the device's noise of fio's.
  *
  * Threads: an engine is used by one thread at a time and keeps no global
  * state. A ring error that leaves SQEs neither submitted nor failable (not
@@ -39,9 +40,12 @@
  * Rejected: caching O_DIRECT per fd across calls (a closed and reused fd
  * number would carry the wrong answer; one fcntl per distinct fd per
  * io_submit call costs nothing next to the I/O), SQPOLL (a kernel thread
- * spinning per engine on a machine that trains on every core), and
- * IORING_SETUP_SINGLE_ISSUER (an engine opened on one thread and handed to a
- * worker would fail every submit).
+ * spinning per engine on a machine that trains on every core), and the
+ * COOP_TASKRUN, DEFER_TASKRUN and SINGLE_ISSUER setup flags fio uses: with
+ * them a request completes only when the thread that submitted it enters the
+ * kernel (or may only be submitted from the thread that opened the ring), so
+ * an engine handed to another thread could hang or fail, and at 1 MiB
+ * requests they measured no faster than the plain ring.
  */
 #define _GNU_SOURCE /* O_DIRECT */
 #include "storage/io_engine.h"
@@ -584,13 +588,7 @@ int io_engine_open(const io_opts *o, io_engine **out, rt_err *err)
         goto cleanup;
     }
 
-    /* COOP_TASKRUN: completions are run when the thread enters the kernel,
-     * which it does to wait anyway, instead of interrupting it (Linux 5.19);
-     * TASKRUN_FLAG lets a peek (io_reap with min_wait 0) see they are due.
-     * Older kernels refuse the flags with -EINVAL and get the plain ring. */
-    rc = io_uring_queue_init(e->depth, &e->ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
-    if (rc == -EINVAL)
-        rc = io_uring_queue_init(e->depth, &e->ring, 0);
+    rc = io_uring_queue_init(e->depth, &e->ring, 0);
     if (rc < 0) {
         if (kind == IO_KIND_AUTO && (rc == -ENOSYS || rc == -EPERM || rc == -EACCES)) {
             e->kind = IO_KIND_SYNC;

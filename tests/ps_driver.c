@@ -67,9 +67,7 @@ static void connect_sock(drv *d)
         die("connect %s: %s", d->endpoint, zmq_strerror(zmq_errno()));
 }
 
-/* Sends e and waits for the reply with the same request id (skipping
- * heartbeats). Returns the reply, or NULL on timeout. */
-static Ramtrain__Envelope *call(drv *d, Ramtrain__Envelope *e, int timeout_ms)
+static void send_only(drv *d, Ramtrain__Envelope *e)
 {
     uint8_t *buf;
     size_t len;
@@ -79,6 +77,37 @@ static Ramtrain__Envelope *call(drv *d, Ramtrain__Envelope *e, int timeout_ms)
     if (zmq_send(d->sock, buf, len, 0) < 0)
         die("send: %s", zmq_strerror(zmq_errno()));
     free(buf);
+}
+
+/* The next reply that is not a heartbeat, or NULL on timeout. */
+static Ramtrain__Envelope *recv_reply(drv *d, int timeout_ms)
+{
+    rt_err err = {{0}};
+    for (;;) {
+        zmq_pollitem_t it = {.socket = d->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, timeout_ms) <= 0)
+            return NULL;
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, d->sock, 0) < 0)
+            die("recv: %s", zmq_strerror(zmq_errno()));
+        Ramtrain__Envelope *r = NULL;
+        int rc = env_unpack(zmq_msg_data(&m), zmq_msg_size(&m), d->run_id, &r, NULL, &err);
+        zmq_msg_close(&m);
+        if (rc < 0)
+            die("bad reply: %s", err.msg);
+        if (r->body_case != RAMTRAIN__ENVELOPE__BODY_HEARTBEAT)
+            return r;
+        env_free(r);
+    }
+}
+
+/* Sends e and waits for the reply with the same request id (skipping
+ * heartbeats). Returns the reply, or NULL on timeout. */
+static Ramtrain__Envelope *call(drv *d, Ramtrain__Envelope *e, int timeout_ms)
+{
+    rt_err err = {{0}};
+    send_only(d, e);
     for (;;) {
         zmq_pollitem_t it = {.socket = d->sock, .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, timeout_ms) <= 0)
@@ -329,9 +358,52 @@ int main(int argc, char **argv)
         as.has_data_cursor = 1, as.data_cursor = (s + 1) * (uint64_t)micro;
         e.body_case = RAMTRAIN__ENVELOPE__BODY_APPLY_STEP;
         e.apply_step = &as;
-        r = call_expect(d, &e, RAMTRAIN__ENVELOPE__BODY_STEP_COMMITTED);
+        /* The next step's first FetchLayer goes out before ApplyStep: the
+         * paramserver must hold it and answer once that block is updated,
+         * with the new version, before the step finishes. */
+        Ramtrain__Envelope ef;
+        Ramtrain__FetchLayer fl = RAMTRAIN__FETCH_LAYER__INIT;
+        REQ(ef);
+        fl.has_block = 1, fl.block = (uint32_t)first_block;
+        fl.has_min_version = 1, fl.min_version = s + 1;
+        ef.body_case = RAMTRAIN__ENVELOPE__BODY_FETCH_LAYER;
+        ef.fetch_layer = &fl;
+        send_only(d, &ef);
+        send_only(d, &e);
+        int got_fetch = 0, got_step = 0;
+        while (!got_step) {
+            r = recv_reply(d, d->timeout_ms);
+            if (r == NULL)
+                die("no reply to ApplyStep(%llu) within %d ms", (unsigned long long)s, d->timeout_ms);
+            if (r->body_case == RAMTRAIN__ENVELOPE__BODY_ERROR_REPLY)
+                die("request %llu refused: %s", (unsigned long long)r->request_id,
+                    r->error_reply->message);
+            if (r->request_id == ef.request_id) {
+                if (r->body_case != RAMTRAIN__ENVELOPE__BODY_LAYER_READY ||
+                    r->layer_ready->version != s + 1)
+                    die("the early FetchLayer(%d, %llu) got %s version %llu", first_block,
+                        (unsigned long long)s + 1, env_body_name(r),
+                        r->body_case == RAMTRAIN__ENVELOPE__BODY_LAYER_READY
+                            ? (unsigned long long)r->layer_ready->version : 0ull);
+                got_fetch = 1;
+            } else if (r->request_id == e.request_id) {
+                if (r->body_case != RAMTRAIN__ENVELOPE__BODY_STEP_COMMITTED)
+                    die("ApplyStep answered with %s", env_body_name(r));
+                got_step = 1;
+            }
+            env_free(r);
+        }
+        if (!got_fetch && n_blocks > 1)
+            die("FetchLayer(%d, min_version %llu) was not answered before step %llu finished: "
+                "the next forward would wait for the whole optimizer step",
+                first_block, (unsigned long long)s + 1, (unsigned long long)s);
+        if (!got_fetch) {
+            r = recv_reply(d, d->timeout_ms);
+            if (r == NULL || r->request_id != ef.request_id)
+                die("the early FetchLayer was never answered");
+            env_free(r);
+        }
         printf("step %llu norm %.9g clip %.9g\n", (unsigned long long)s, norm, clip);
-        env_free(r);
     }
     if (dump_w != NULL) {
         /* W of every block as the worker sees it (compute dtype), to check

@@ -283,6 +283,23 @@ def case_torch(ctx, compute, model_dir, w0, grads, grads_dir):
     ctx.check(os.path.exists(os.path.join(step_dir, "DONE")), "%s: checkpoint %s has DONE" % (compute, step_dir))
     ref = torch_reference(w0, grads, STEPS)
     compare_torch(ctx, compute, step_dir, ref)
+    if ctx.ramtrain:
+        # the checkpoint is a Hugging Face model: `ramtrain grad --model` loads it,
+        # and its loss is the float64 twin's on the same weights
+        rows = tw.random_rows(random.Random(5), tw.load_config(os.path.join(step_dir, "config.json")).vocab, 2, 6)
+        tok = ctx.path("tok-%s.bin" % compute)
+        tw.write_tokens(tok, rows)
+        p = subprocess.run([ctx.ramtrain, "grad", "--model", step_dir, "--tokens", tok, "--batch", "2",
+                            "--seq", "6", "--out", ctx.path("g-%s.safetensors" % compute)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        text = p.stdout.decode()
+        cfg = tw.load_config(os.path.join(step_dir, "config.json"))
+        model, _, _ = tw.read_safetensors(os.path.join(step_dir, "model.safetensors"))
+        want = float(tw.loss_and_grads(cfg, {n: t.double() for n, t in model.items()}, rows)[0])
+        got = float(text.split("loss")[1].split()[0]) if p.returncode == 0 and "loss" in text else float("nan")
+        ctx.check(abs(got - want) <= 1e-5 * abs(want),
+                  "%s: `ramtrain grad --model step-%d` loads the checkpoint: loss %.7f, twin %.7f"
+                  % (compute, STEPS, got, want))
     if compute == "bf16":
         model, _, _ = tw.read_safetensors(os.path.join(step_dir, "model.safetensors"))
         header = tw.read_raw(dump)[0]
