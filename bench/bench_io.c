@@ -1,22 +1,26 @@
 /*
  * bench_io: sequential O_DIRECT write and read bandwidth of one file through
- * io_engine (io_uring, one registered buffer holding a block per request in
- * flight), against fio on the same file with the same size, block size,
- * queue depth and io_uring engine, measured in the same run (DESIGN.md §7).
+ * io_engine (io_uring, one registered io_alloc buffer holding a block per
+ * request in flight), against fio on the same file with the same size, block
+ * size, queue depth and io_uring engine, measured in the same run (DESIGN.md
+ * §7). A third contender, engine-4k, is the same engine with buffers like
+ * fio's (unregistered, 4 KiB pages, in a fresh process per pass), so the
+ * report separates what the engine does from what io_alloc's huge pages do.
  *
- * Each round runs engine and fio writes, then engine and fio reads; the order
- * of engine and fio swaps every round so a drift in the device (caches,
- * thermal, a neighbour on the VM) does not favour one side, and the best of
- * each over the rounds is kept (a VM's noise is about ±10%). Before the first
- * round the engine writes the whole file once, untimed, after fallocate: every
- * timed write, ours or fio's, then overwrites allocated blocks (ext4 runs
- * extending O_DIRECT writes one at a time, which would measure the filesystem
- * rather than the engine). O_DIRECT bypasses the page cache, so reads hit the
- * device without dropping caches (which needs root).
+ * Each round runs the three writes, then the three reads; the order rotates
+ * every round so a drift in the device (caches, a neighbour on the VM) favours
+ * no one, and the best and the median of each over the rounds are printed
+ * (the VM's noise is ±10% and more). Before the first round the engine writes
+ * the whole file once, untimed, after fallocate: every timed write then
+ * overwrites allocated blocks (ext4 runs extending O_DIRECT writes one at a
+ * time, which would measure the filesystem rather than the engine). O_DIRECT
+ * bypasses the page cache, so reads hit the device without dropping caches
+ * (which needs root).
  *
  * Output: one line per round, then `write: engine X MiB/s  fio Y MiB/s  ratio
- * X/Y` and the same for read. Exit 2 when fio is missing, 1 on any error.
- * The file is removed at the end, also after an error.
+ * X/Y` and the same for read, for engine-4k, and for the medians. Exit 2 when
+ * fio is missing, 1 on any error. The file is removed at the end, also after
+ * an error.
  */
 #define _GNU_SOURCE /* O_DIRECT */
 #include <errno.h>
@@ -44,12 +48,9 @@ struct bench {
     unsigned depth;   /* requests in flight */
     int rounds;
     int fd;           /* path, O_DIRECT */
-    size_t buf_len;   /* bytes of buf and of buf4k: depth * bs */
+    size_t buf_len;   /* bytes of buf: depth * bs */
     uint8_t *buf;     /* [depth][bs] bytes from io_alloc, registered with e */
-    uint8_t *buf4k;   /* [depth][bs] bytes in 4 KiB pages, as fio's, unregistered (e4k); mapped
-                       * afresh for every pass, as each fio run gets new pages */
     io_engine *e;
-    io_engine *e4k;
 };
 
 static double now_s(void)
@@ -251,23 +252,56 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Replaces b->buf4k with len bytes of new anonymous memory in 4 KiB pages,
- * filled with a pattern (so the pages exist before the timed pass). mmap, not
- * malloc: glibc would hand back the pages of the previous pass. */
-static int map_4k(struct bench *b, size_t len)
+/* engine_pass with buffers like fio's: in a child process, fresh anonymous
+ * memory in 4 KiB pages, unregistered, through a new engine. A fresh process
+ * per pass, as each fio run is: on this kind of device the bandwidth follows
+ * how requests merge, which follows how physically contiguous the buffer's
+ * pages happen to be, and a long-lived process would reuse one layout for
+ * every pass while fio draws a new one each time. Returns bytes/s or < 0. */
+static double engine4k_pass(struct bench *b, bool is_write)
 {
-    if (b->buf4k != NULL)
-        munmap(b->buf4k, len);
-    b->buf4k = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b->buf4k == MAP_FAILED) {
-        b->buf4k = NULL;
-        fprintf(stderr, "bench_io: mmap %zu bytes: %s\n", len, strerror(errno));
+    int p[2];
+    if (pipe(p) != 0) {
+        perror("bench_io: pipe");
         return -1;
     }
-    madvise(b->buf4k, len, MADV_NOHUGEPAGE);
-    for (size_t i = 0; i < len; i++)
-        b->buf4k[i] = (uint8_t)(i * 2654435761u >> 13);
-    return 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench_io: fork");
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(p[0]);
+        double rate = -1;
+        rt_err err = {{0}};
+        uint8_t *buf = mmap(NULL, b->buf_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (buf == MAP_FAILED) {
+            fprintf(stderr, "bench_io: mmap %zu bytes: %s\n", b->buf_len, strerror(errno));
+        } else {
+            madvise(buf, b->buf_len, MADV_NOHUGEPAGE);
+            for (size_t i = 0; i < b->buf_len; i++)
+                buf[i] = (uint8_t)(i * 2654435761u >> 13);
+            io_engine *e = NULL;
+            if (io_engine_open(&(io_opts){.kind = IO_KIND_AUTO, .depth = b->depth}, &e, &err) != 0)
+                fprintf(stderr, "bench_io: %s\n", err.msg);
+            else
+                rate = engine_pass(b, e, buf, is_write);
+            io_engine_close(e);
+        }
+        _exit(write(p[1], &rate, sizeof rate) == (ssize_t)sizeof rate && rate > 0 ? 0 : 1);
+    }
+    close(p[1]);
+    double rate = -1;
+    if (read(p[0], &rate, sizeof rate) != (ssize_t)sizeof rate)
+        rate = -1;
+    close(p[0]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        rate = -1;
+    return rate;
 }
 
 /* Bytes of [p, p + len) backed by transparent huge pages, from
@@ -381,8 +415,8 @@ int main(int argc, char **argv)
     }
     b.buf_len = (size_t)b.depth * b.bs;
     b.buf = io_alloc(b.buf_len);
-    if (b.buf == NULL || map_4k(&b, b.buf_len) != 0) {
-        fprintf(stderr, "bench_io: no memory for 2 x %u x %zu bytes of buffers\n", b.depth, b.bs);
+    if (b.buf == NULL) {
+        fprintf(stderr, "bench_io: no memory for %u x %zu bytes of buffers\n", b.depth, b.bs);
         goto cleanup;
     }
     for (size_t i = 0; i < b.buf_len; i++)
@@ -390,8 +424,7 @@ int main(int argc, char **argv)
     void *bufs[1] = {b.buf};
     if (io_engine_open(&(io_opts){.kind = IO_KIND_AUTO, .depth = b.depth, .n_bufs = 1, .bufs = bufs,
                                   .buf_lens = &b.buf_len},
-                       &b.e, &err) != 0 ||
-        io_engine_open(&(io_opts){.kind = IO_KIND_AUTO, .depth = b.depth}, &b.e4k, &err) != 0) {
+                       &b.e, &err) != 0) {
         fprintf(stderr, "bench_io: %s\n", err.msg);
         goto cleanup;
     }
@@ -399,8 +432,8 @@ int main(int argc, char **argv)
            b.bs / 1024, b.depth, b.rounds);
     printf("engine: %s; buffers from io_alloc, %.1f of %.1f MiB in huge pages\n", io_engine_describe(b.e),
            (double)huge_bytes(b.buf, b.buf_len) / MIB, (double)b.buf_len / MIB);
-    printf("engine-4k: %s; buffers in 4 KiB pages like fio's, %.1f MiB in huge pages\n",
-           io_engine_describe(b.e4k), (double)huge_bytes(b.buf4k, b.buf_len) / MIB);
+    printf("engine-4k: the same engine with buffers like fio's (unregistered, 4 KiB pages), in a fresh process "
+           "per pass as fio\n");
     fflush(stdout);
     if (engine_pass(&b, b.e, b.buf, true) < 0) /* untimed: allocate every block once */
         goto cleanup;
@@ -423,11 +456,10 @@ int main(int argc, char **argv)
                 int who = (r + j) % N_WHO; /* each goes first, second and third in turn */
                 if (who == FIO)
                     got[w][who] = fio_pass(&b, write, version, sizeof version);
-                else if (who == ENGINE_4K && map_4k(&b, b.buf_len) != 0)
-                    got[w][who] = -1;
+                else if (who == ENGINE_4K)
+                    got[w][who] = engine4k_pass(&b, write);
                 else
-                    got[w][who] = engine_pass(&b, who == ENGINE ? b.e : b.e4k, who == ENGINE ? b.buf : b.buf4k,
-                                              write);
+                    got[w][who] = engine_pass(&b, b.e, b.buf, write);
                 if (got[w][who] < 0) {
                     free(all);
                     goto cleanup;
@@ -473,10 +505,7 @@ int main(int argc, char **argv)
 
 cleanup:
     io_engine_close(b.e);
-    io_engine_close(b.e4k);
     free(b.buf);
-    if (b.buf4k != NULL)
-        munmap(b.buf4k, b.buf_len);
     if (b.fd >= 0)
         close(b.fd);
     unlink(b.path);
