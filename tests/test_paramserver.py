@@ -53,7 +53,7 @@ import torch_twin as tw  # noqa: E402
 
 STEPS, MICRO = 20, 2
 OPT = dict(lr=2e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1,
-           warmup=5, total=STEPS, min_lr=2e-3, max_norm=0.5)
+           warmup=5, total=STEPS, min_lr=2e-3, max_norm=0.5, schedule="cosine")
 
 
 class Fail(Exception):
@@ -94,7 +94,7 @@ class Ctx:
              "--compute", compute, "--threads", str(threads),
              "--lr", repr(OPT["lr"]), "--beta1", repr(OPT["beta1"]), "--beta2", repr(OPT["beta2"]),
              "--eps", repr(OPT["eps"]), "--weight-decay", repr(OPT["weight_decay"]),
-             "--schedule", "cosine", "--warmup-steps", str(OPT["warmup"]),
+             "--schedule", OPT["schedule"], "--warmup-steps", str(OPT["warmup"]),
              "--total-steps", str(OPT["total"]), "--min-lr", repr(OPT["min_lr"]),
              "--micro-batches", str(MICRO), "--heartbeat-ms", "200"]
         return a + list(source) + list(extra)
@@ -160,11 +160,17 @@ def ckpt_files_equal(a, b):
 
 
 def lr_at(step):
+    """The schedule as ramtrain documents it: linear warmup over `warmup` steps
+    (step s gets (s+1)/warmup of lr), then cosine or linear decay to min_lr at
+    `total`, or constant."""
     o = OPT
     if step < o["warmup"]:
         return o["lr"] * (step + 1) / o["warmup"]
+    if o["schedule"] == "constant":
+        return o["lr"]
     p = min(1.0, (step - o["warmup"]) / (o["total"] - o["warmup"]))
-    return o["min_lr"] + (o["lr"] - o["min_lr"]) * 0.5 * (1 + math.cos(math.pi * p))
+    f = 0.5 * (1 + math.cos(math.pi * p)) if o["schedule"] == "cosine" else 1.0 - p
+    return o["min_lr"] + (o["lr"] - o["min_lr"]) * f
 
 
 def bf16_round(t):
@@ -283,6 +289,15 @@ def case_torch(ctx, compute, model_dir, w0, grads, grads_dir):
     ctx.check(os.path.exists(os.path.join(step_dir, "DONE")), "%s: checkpoint %s has DONE" % (compute, step_dir))
     ref = torch_reference(w0, grads, STEPS)
     compare_torch(ctx, compute, step_dir, ref)
+    try:
+        import transformers  # noqa: F401  (not packaged in Debian 12; used where installed)
+        m = transformers.AutoModelForCausalLM.from_pretrained(step_dir)
+        sd = m.state_dict()
+        model, _, _ = tw.read_safetensors(os.path.join(step_dir, "model.safetensors"))
+        ctx.check(all(torch.equal(sd[n].float(), t.float()) for n, t in model.items()),
+                  "%s: Hugging Face transformers loads step-%d with the same weights" % (compute, STEPS))
+    except ImportError:
+        print("skip  %s: Hugging Face transformers is not installed (not packaged in Debian 12)" % compute)
     if ctx.ramtrain:
         # the checkpoint is a Hugging Face model: `ramtrain grad --model` loads it,
         # and its loss is the float64 twin's on the same weights
@@ -332,6 +347,23 @@ def case_torch(ctx, compute, model_dir, w0, grads, grads_dir):
                   "bf16: W vs torch's own master rounded to bf16: %d of %d elements differ, "
                   "%d by more than one bf16 step" % (mism, total, far))
     return step_dir
+
+
+def case_schedules(ctx, model_dir, w0, grads, grads_dir):
+    """The other schedules, shorter: linear decay past its end (held at the
+    floor), and constant without warmup."""
+    saved = dict(OPT)
+    try:
+        for sched, warmup, total, steps in (("linear", 3, 7, 9), ("constant", 0, 0, 6)):
+            OPT.update(schedule=sched, warmup=warmup, total=total)
+            run = "s%s%d" % (sched[:3], os.getpid())
+            ck = ctx.path("ck-" + run)
+            ctx.drive(run, ctx.ps_args(run, ["--model", model_dir]), steps, ckpt=ck, grads=grads_dir)
+            compare_torch(ctx, "%s schedule" % sched, os.path.join(ck, "step-%d" % steps),
+                          torch_reference(w0, grads, steps))
+    finally:
+        OPT.clear()
+        OPT.update(saved)
 
 
 def case_threads(ctx, model_dir, ref_ck):
@@ -509,6 +541,33 @@ def case_errors(ctx, model_dir, ck_root):
         ctx.check(not left, "errors: a refused start leaves no blocks behind (%s)" % label)
 
 
+def case_cli(ctx, model_dir):
+    """Bad command lines: exit 2 and a message naming the option."""
+    cfg = os.path.join(model_dir, "config.json")
+    base = [ctx.ps, "--run-id", "cli", "--run-dir", ctx.path("run-cli")]
+    for label, args, words in (
+            ("unknown option", base + ["--config", cfg, "--frobnicate"], ["--frobnicate"]),
+            ("missing --run-id", [ctx.ps, "--run-dir", ctx.path("x"), "--config", cfg], ["--run-id"]),
+            ("no model source", base, ["--config", "--model"]),
+            ("two model sources", base + ["--config", cfg, "--model", model_dir], ["exactly one"]),
+            ("--lr not a number", base + ["--config", cfg, "--lr", "fast"], ["--lr"]),
+            ("--beta2 out of range", base + ["--config", cfg, "--beta2", "1.5"], ["--beta2"]),
+            ("--ram-budget not a size", base + ["--config", cfg, "--ram-budget", "lots"], ["--ram-budget"]),
+            ("--schedule unknown", base + ["--config", cfg, "--schedule", "sawtooth"], ["--schedule"]),
+            ("cosine without --total-steps", base + ["--config", cfg, "--schedule", "cosine"], ["--total-steps"]),
+            ("--compute unknown", base + ["--config", cfg, "--compute", "fp8"], ["--compute"]),
+            ("--model not a directory", base + ["--model", ctx.path("nope")], ["nope"]),
+            ("--resume-from nothing there", base + ["--resume-from", ctx.path("nope")], ["nope"]),
+            ("bad run id", [ctx.ps, "--run-id", "../etc", "--run-dir", ctx.path("x"), "--config", cfg],
+             ["run id", "run_id", "../etc"]),
+            ("budget below W+G", base + ["--config", cfg, "--ram-budget", "1M", "--spill-dir", ctx.path()],
+             ["ram_budget", "budget"]),
+            ("budget below state, no spill dir", base + ["--config", cfg, "--ram-budget", "1M"],
+             ["spill"])):
+        run_expect_error(ctx, "command line: " + label, args, words)
+    ctx.clean_shm("cli")
+
+
 def pb_varint(n):
     out = b""
     while True:
@@ -599,6 +658,14 @@ def case_messages(ctx, model_dir):
         ask([envelope(run, 7, 22, pb_varint(1 << 3) + pb_varint(999) + pb_varint(2 << 3) + pb_varint(0))],
             "FetchLayer of a block that does not exist")
         ask([envelope(run, 8, STATUS)], "a valid Status after all that", want_error=False)
+        # a peer that said Hello gets heartbeats (every 200 ms here)
+        s.send_multipart([envelope(run, 9, 16, pb_str(1, "worker"))])
+        seen = set()
+        deadline = time.time() + 5
+        while time.time() < deadline and 18 not in seen and s.poll(500):
+            fields = pb_fields(s.recv_multipart()[0])
+            seen |= {f for f in fields if f >= 16}
+        ctx.check(17 in seen and 18 in seen, "messages: Hello gets Ready, then heartbeats arrive")
         log = open(ctx.path("ps-%s.log" % run)).read()
         ctx.check(log.count("refused") >= 8, "messages: every refusal is logged (%d lines)" % log.count("refused"))
     finally:
@@ -629,6 +696,8 @@ def main():
         if not only or "bf16" in only:
             gdir16, grads16 = make_grads(ctx, cfg, 3, True)
             case_torch(ctx, "bf16", model_dir, w0, grads16, gdir16)
+        if not only or "schedules" in only:
+            case_schedules(ctx, model_dir, w0, grads, gdir)
         if not only or "threads" in only:
             case_threads(ctx, model_dir, ref_ck)
         if not only or "sigkill" in only:
@@ -644,6 +713,8 @@ def main():
             case_errors(ctx, model_dir, ck_root)
         if not only or "messages" in only:
             case_messages(ctx, model_dir)
+        if not only or "cli" in only:
+            case_cli(ctx, model_dir)
     except Fail as e:
         ctx.check(False, str(e))
     leftover = os.listdir(ctx.shm)

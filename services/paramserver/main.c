@@ -683,10 +683,12 @@ int main(int argc, char **argv)
                            .weight_decay = 0.01, .micro_batches = 1}};
     const char *endpoint = NULL, *run_dir = NULL, *config = NULL;
     uint64_t u, hb = 1000;
-    int opt;
+    int opt, li = -1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", OPTS, NULL)) != -1) {
-        const char *name = optind > 1 ? argv[optind - 1] : "?";
+    while ((opt = getopt_long(argc, argv, "", OPTS, &li)) != -1) {
+        char name[64];
+        snprintf(name, sizeof name, "--%s", li >= 0 ? OPTS[li].name : "?");
+        li = -1;
         switch (opt) {
         case O_RUN_ID: c.run_id = optarg; break;
         case O_ENDPOINT: endpoint = optarg; break;
@@ -763,6 +765,9 @@ int main(int argc, char **argv)
         return bad("unexpected argument \"%s\"%s", argv[optind], "");
     if (c.run_id == NULL)
         return bad("--run-id is required%s%s", "", "");
+    rt_err rerr = {{0}};
+    if (bs_run_id_check(c.run_id, &rerr) < 0)
+        return bad("--run-id: %s%s", rerr.msg, "");
     if ((endpoint == NULL) == (run_dir == NULL))
         return bad("give exactly one of --endpoint and --run-dir%s%s", "", "");
     int sources = (config != NULL) + (c.init_from != NULL) + (c.resume_from != NULL);
