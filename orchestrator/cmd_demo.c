@@ -6,18 +6,18 @@
  *
  * This runs in one process with every block in local memory: the
  * multi-process system (parameter server, worker, data loader, `ramtrain
- * run`) replaces it as those services land. The AdamW here is the plain
- * torch.optim.AdamW update over the blocks' W, G0, m and v sections; the
- * parameter server's threaded optimizer supersedes it.
+ * run`) replaces it as those services land. The update is the parameter
+ * server's AdamW kernel (services/paramserver/adamw.h) over the blocks' W,
+ * G0, m and v sections.
  */
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "orchestrator/cli.h"
+#include "services/paramserver/adamw.h"
 #include "orchestrator/local_step.h"
 #include "orchestrator/model_io.h"
 #include "services/common/rng.h"
@@ -50,24 +50,18 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-struct adamw {
-    double lr, beta1, beta2, eps, wd;
-    long step;
+struct demo_opt {
+    adamw_hparams hp;
 };
 
-/* torch.optim.AdamW on one tensor; weight decay on tensors of two or more dims. */
-static void adamw_tensor(void *ctx, const lb_tensor *t, float *w, float *g, float *m, float *v)
+/* The parameter server's AdamW kernel on one tensor (single-threaded here:
+ * the demo's tensors are small); G0 serves as the accumulator it zeroes. */
+static void demo_adamw(void *ctx, const lb_tensor *t, float *w, float *g, float *m, float *v)
 {
-    const struct adamw *o = ctx;
-    double bc1 = 1.0 - pow(o->beta1, (double)o->step);
-    double bc2 = 1.0 - pow(o->beta2, (double)o->step);
-    double decay = t->ndim >= 2 ? 1.0 - o->lr * o->wd : 1.0;
-    for (uint64_t i = 0; i < t->numel; i++) {
-        m[i] = (float)(o->beta1 * m[i] + (1.0 - o->beta1) * g[i]);
-        v[i] = (float)(o->beta2 * v[i] + (1.0 - o->beta2) * (double)g[i] * g[i]);
-        double denom = sqrt(v[i] / bc2) + o->eps;
-        w[i] = (float)(w[i] * decay - o->lr * (m[i] / bc1) / denom);
-    }
+    const struct demo_opt *o = ctx;
+    adamw_tensor at = {.master = w, .m = m, .v = v, .accum = g, .w = NULL, .n = t->numel,
+                       .decay = t->ndim >= 2};
+    adamw_step_range(&o->hp, 1.0f, &at, 0, t->numel);
 }
 
 int cmd_demo(int argc, char **argv)
@@ -138,7 +132,8 @@ int cmd_demo(int argc, char **argv)
     int32_t in[B * T], tg[B * T];
     rng_state r;
     rng_seed(&r, (uint64_t)seed);
-    struct adamw opt = {.lr = 3e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .wd = 0.1};
+    struct demo_opt opt = {.hp = {.lr = 3e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
+                                  .weight_decay = 0.1}};
     double t0 = now(), first = 0.0, last = 0.0;
     for (long s = 1; s <= steps; s++) {
         for (int b = 0; b < B; b++) {
@@ -149,7 +144,7 @@ int cmd_demo(int argc, char **argv)
             }
         }
         double lr_max = 3e-3;
-        opt.lr = s <= 10 ? lr_max * (double)s / 10.0 : lr_max; /* short warm-up */
+        opt.hp.lr = s <= 10 ? lr_max * (double)s / 10.0 : lr_max; /* short warm-up */
         mio_zero(&m, LB_SEC_G0);
         double loss = 0.0;
         if (lstep_run(&step, &m, in, tg, 1.0f / (B * T), 1, &loss, &err) < 0) {
@@ -157,8 +152,8 @@ int cmd_demo(int argc, char **argv)
             goto out;
         }
         loss /= B * T;
-        opt.step = s;
-        mio_for_each(&m, adamw_tensor, &opt);
+        opt.hp.step = (uint64_t)s;
+        mio_for_each(&m, demo_adamw, &opt);
         if (s == 1)
             first = loss;
         last = loss;
