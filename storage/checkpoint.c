@@ -368,28 +368,6 @@ void ckpt_staging_free(ckpt_staging *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Elements times element size, or -EOVERFLOW when it does not fit in 64 bits. */
-static int ckpt_shape_bytes(const int64_t *shape, int ndim, dt_type dtype, uint64_t *out)
-{
-    uint64_t numel = 1;
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] == 0) {
-            *out = 0;
-            return 0;
-        }
-    for (int i = 0; i < ndim; i++) {
-        uint64_t d = (uint64_t)shape[i];
-        if (numel > UINT64_MAX / d)
-            return -EOVERFLOW;
-        numel *= d;
-    }
-    uint64_t size = dt_size(dtype);
-    if (numel > UINT64_MAX / size)
-        return -EOVERFLOW;
-    *out = numel * size;
-    return 0;
-}
-
 static int ckpt_str_cmp(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -413,7 +391,7 @@ static int ckpt_check_tensors(const char *path, const ckpt_tensor *t, int n, uin
             if (x->shape[d] < 0)
                 return err_set(err, -EINVAL, "%s: tensor %s: shape[%d] is %lld, expected a non-negative size",
                                path, x->name, d, (long long)x->shape[d]);
-        if (ckpt_shape_bytes(x->shape, x->ndim, x->dtype, &nbytes[i]) < 0 ||
+        if (st_shape_bytes(x->shape, x->ndim, x->dtype, &nbytes[i]) < 0 ||
             nbytes[i] > (uint64_t)INT64_MAX - total)
             return err_set(err, -EFBIG, "%s: tensor %s: the data section would exceed 2^63 bytes", path, x->name);
         total += nbytes[i];

@@ -101,8 +101,7 @@ static void st_fmt_shape(char *buf, size_t len, const int64_t *shape, int ndim)
         snprintf(buf + off, len - off, "]");
 }
 
-/* Elements times element size, or -EOVERFLOW when it does not fit in 64 bits. */
-static int st_shape_bytes(const int64_t *shape, int ndim, dt_type dtype, uint64_t *out)
+int st_shape_bytes(const int64_t *shape, int ndim, dt_type dtype, uint64_t *out)
 {
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++)

@@ -76,6 +76,10 @@ const char *st_meta_get(const st_set *set, const char *key);
 /* Number of elements of t. */
 uint64_t st_numel(const st_tensor *t);
 
+/* Bytes of a tensor of that shape and dtype into *out: 0, or -EOVERFLOW
+ * when the count does not fit in 64 bits. */
+int st_shape_bytes(const int64_t *shape, int ndim, dt_type dtype, uint64_t *out);
+
 /* Converts t to fp32 into dst, which holds n floats; n must equal st_numel(t).
  * Errors (naming the tensor and file) for a non-float dtype or a size mismatch. */
 int st_tensor_read_f32(const st_tensor *t, float *dst, uint64_t n, rt_err *err);
