@@ -34,5 +34,6 @@ int cmd_init(int argc, char **argv);
 int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

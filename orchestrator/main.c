@@ -22,6 +22,7 @@ static const struct command {
      "grad --model DIR --tokens FILE --batch B --seq T --out GRADS.safetensors [--threads N]"},
     {"demo", cmd_demo, "demo [--steps N] [--out DIR] [--threads N]"},
     {"clean", cmd_clean, "clean --run-id ID [--spill-dir DIR]"},
+    {"tokenize", cmd_tokenize, "tokenize [--tokenizer FILE] [--decode] [--no-special]  (stdin -> stdout, one line each)"},
 };
 
 static void usage(FILE *f)
