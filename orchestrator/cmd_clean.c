@@ -1,6 +1,7 @@
 /*
  * ramtrain clean: removes what a run keeps outside its run directory — the
- * layer blocks in shared memory and, given --spill-dir, the spill files — so
+ * layer blocks and the batch ring in shared memory and, given --spill-dir,
+ * the spill files — so
  * the memory comes back and the run id can start over. A paramserver never
  * removes them on its own except at the end of a run (Shutdown with
  * remove_state): they are the run's state between restarts.
@@ -20,7 +21,9 @@
 #include "orchestrator/cli.h"
 #include "storage/blockstore.h"
 
-/* True when name is "ramtrain.<run_id>.<digits>.<digits><suffix>". */
+/* True when name is "ramtrain.<run_id>.<digits>.<digits><suffix>" (a layer
+ * block or, with suffix ".spill", a spill file) or, without a suffix,
+ * "ramtrain.<run_id>.ring" (the data loader's batch ring). */
 static int is_run_object(const char *name, const char *run_id, const char *suffix)
 {
     size_t rl = strlen(run_id);
@@ -28,6 +31,8 @@ static int is_run_object(const char *name, const char *run_id, const char *suffi
         name[9 + rl] != '.')
         return 0;
     const char *p = name + 10 + rl;
+    if (suffix[0] == '\0' && strcmp(p, "ring") == 0)
+        return 1;
     for (int part = 0; part < 2; part++) {
         if (*p < '0' || *p > '9')
             return 0;

@@ -1,2 +1,476 @@
+"""test_tokenizer_js: `ramtrain tokenize` against tokenizers the project did not write.
+
+Builds a corpus (tests/tokenizer_corpus.py: over 1 MiB of real text from the
+machine plus generated Unicode, whitespace, digits, contractions, special
+tokens and invalid UTF-8), builds six tokenizer.json files from data inside
+the npm packages (tests/js/reftok.mjs: GPT-2, Llama-3, cl100k, o200k, and a
+SentencePiece-style byte-fallback BPE in two spellings), then for each:
+  - the references agree with each other: Tokenizers.js with gpt-3-encoder
+    and js-tiktoken (GPT-2), llama3-tokenizer-js (Llama-3), js-tiktoken
+    (cl100k, o200k); for the last three, lines with U+0085 or U+FEFF are
+    left out here only (the second opinions match \\s as JavaScript does,
+    Tokenizers.js's Split as Oniguruma does: see reftok.mjs);
+  - Tokenizers.js decodes its own ids back to the text (where the
+    tokenizer.json can: byte-level always; SentencePiece not across special
+    tokens, a literal '▁', or, with Metaspace, a leading space);
+  - `ramtrain tokenize --no-special` prints, line for line, the ids
+    Tokenizers.js gives with add_special_tokens=False, and `ramtrain
+    tokenize` the ids of encode(text) (add_special_tokens=True);
+  - the default adds exactly the BOS of the post-processor (Llama-3 <|begin_of_text|>, SentencePiece <s>) or
+    nothing (GPT-2, cl100k, o200k) to what --no-special prints;
+  - `ramtrain tokenize --decode` of its own ids gives the text back
+    (decode(encode(x)) == x, x being the line after TextDecoder's U+FFFD
+    replacement) where the tokenizer can, and otherwise what the reference
+    decoders give (Tokenizers.js, or Hugging Face Rust's Metaspace rule,
+    which drops every '▁' of the first token).
+A failing comparison prints its first mismatching lines with the first
+differing ids and their token texts, and shrinks the first one to a minimal
+input that still fails.
+
+Prints one line per check; exits 1 if any fails (keeping its temp
+directory), 77 if node or the npm packages (deploy/install-deps.sh) are
+missing, 0 otherwise.
+
+Usage: test_tokenizer_js.py --ramtrain PATH [--node PATH] [--only NAME,...]
+                            [--jobs N] [--seed N] [--keep]
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
 import sys
-sys.exit(77)  # placeholder: being written
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import tokenizer_corpus  # noqa: E402
+
+JS = os.path.join(HERE, "js")
+REFTOK = os.path.join(JS, "reftok.mjs")
+NAMES = ["gpt2", "llama3", "cl100k", "o200k", "sp", "spm"]
+SECOND = {"gpt2": ["gpt3enc", "tiktoken"], "llama3": ["llama3js"], "cl100k": ["tiktoken"],
+          "o200k": ["tiktoken"], "sp": [], "spm": []}
+REF_NAMES = {"tjs": "Tokenizers.js", "gpt3enc": "gpt-3-encoder", "tiktoken": "js-tiktoken",
+             "llama3js": "llama3-tokenizer-js"}
+BOS = {"llama3": 128000, "sp": 1, "spm": 1}
+SPLIT_REGEX = {"llama3", "cl100k", "o200k"}  # the tokenizer.json has a Split regex
+SP_SPECIALS = ["<unk>", "<s>", "</s>"]
+SHOW = 3              # mismatching lines printed per check
+MINIMIZE_BUDGET = 150  # seconds spent shrinking failing lines, all checks together
+SANITIZER = re.compile(r"Sanitizer|runtime error:")
+
+
+class Failure(Exception):
+    pass
+
+
+def run(cmd, stdin_path=None, stdout_path=None, timeout=600):
+    """Runs cmd; returns (rc, stderr text, seconds). stdout to stdout_path."""
+    t = time.monotonic()
+    fin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    fout = open(stdout_path, "wb") if stdout_path else subprocess.PIPE
+    try:
+        p = subprocess.run(cmd, stdin=fin, stdout=fout, stderr=subprocess.PIPE, timeout=timeout)
+        rc, err = p.returncode, p.stderr.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        rc, err = None, "timed out after %d s" % timeout
+    finally:
+        if stdin_path:
+            fin.close()
+        if stdout_path:
+            fout.close()
+    return rc, err, time.monotonic() - t
+
+
+def lines_of(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    out = data.split(b"\n")
+    if out and out[-1] == b"":
+        out.pop()
+    return out
+
+
+class Vocab:
+    """id -> token text of a tokenizer.json, for messages."""
+
+    def __init__(self, path):
+        with open(path, encoding="utf-8") as f:
+            j = json.load(f)
+        self.text = {v: k for k, v in j["model"]["vocab"].items()}
+        for t in j["added_tokens"]:
+            self.text[t["id"]] = t["content"]
+        self.byte_level = "Ġ" in j["model"]["vocab"]
+
+    def nbytes(self, ids):
+        """About how many input bytes ids stand for (to find them in a line)."""
+        n = 0
+        for i in ids:
+            t = self.text.get(int(i), "")
+            if re.fullmatch(r"<0x[0-9A-F]{2}>", t):
+                n += 1
+            elif self.byte_level:
+                n += len(t)
+            else:
+                n += len(t.replace("\u2581", " ").encode())
+        return n
+
+    def show(self, ids):
+        return " ".join("%s%s" % (i, json.dumps(self.text.get(int(i), "?"), ensure_ascii=False))
+                        for i in ids if i.lstrip("-").isdigit())
+
+
+class Side:
+    """All outputs for one tokenizer on one corpus file (one line each)."""
+
+    def __init__(self, name, corpus, prefix):
+        self.name, self.corpus, self.prefix = name, corpus, prefix
+        self.errors = []
+
+    def reference(self, node, tokdir, tjs_only=False):
+        cmd = [node, REFTOK, "encode", tokdir, self.name, self.corpus, self.prefix]
+        rc, err, dt = run(cmd + (["--tjs-only"] if tjs_only else []), timeout=600)
+        if rc != 0:
+            self.errors.append("reftok encode %s: exit %s: %s" % (self.name, rc, err.strip()[-800:]))
+        self.node_s = dt
+
+    def ramtrain(self, exe, tokfile):
+        self.rt_s = {}
+        for mode, args, src in [("special", [], self.corpus),
+                                ("plain", ["--no-special"], self.corpus),
+                                ("decode", ["--decode"], self.prefix + ".rt.plain")]:
+            out = "%s.rt.%s" % (self.prefix, mode)
+            rc, err, dt = run([exe, "tokenize", "--tokenizer", tokfile] + args, src, out, timeout=600)
+            self.rt_s[mode] = dt
+            what = "ramtrain tokenize %s" % " ".join(args or ["(default)"])
+            if rc is None or rc != 0:
+                self.errors.append("%s: %s: %s" % (what, "timed out" if rc is None else
+                                                   ("killed by signal %d" % -rc if rc < 0 else "exit %d" % rc),
+                                                   err.strip()[-800:]))
+            elif SANITIZER.search(err):
+                self.errors.append("%s: sanitizer report: %s" % (what, err.strip()[-800:]))
+
+    def load(self):
+        """Reads every output; a missing one reads as None."""
+        def get(suffix, parse):
+            p = self.prefix + suffix
+            return parse(p) if os.path.exists(p) else None
+        as_text = lambda p: [b.decode("utf-8", "replace") for b in lines_of(p)]  # noqa: E731
+        as_json = lambda p: [json.loads(b) for b in lines_of(p)]  # noqa: E731
+        self.raw = lines_of(self.corpus)
+        self.x = [b.decode("utf-8", "replace") for b in self.raw]
+        self.td = get(".text", as_json)
+        self.tjs = get(".tjs.ids", as_text)
+        self.tjs_special = get(".tjs.special", as_text)
+        self.tjs_decode = get(".tjs.decode", as_json)
+        self.second = {r: get(".%s.ids" % r, as_text) for r in SECOND[self.name]}
+        self.rt_special = get(".rt.special", as_text)
+        self.rt_plain = get(".rt.plain", as_text)
+        self.rt_decode = get(".rt.decode", lambda p: lines_of(p))
+        return self
+
+
+def reversible(name, x):
+    """Whether the tokenizer can give x back from its ids."""
+    if name not in ("sp", "spm"):
+        return True
+    if "\u2581" in x or any(s in x for s in SP_SPECIALS):
+        return False
+    return not (name == "spm" and x.startswith(" "))
+
+
+def metaspace_rust(vocab, ids, tjs_text):
+    """Hugging Face Rust's Metaspace decoder drops every '▁' of the first
+    token (Tokenizers.js only a leading one): tjs_text redone that way."""
+    if not ids:
+        return tjs_text
+    tok = vocab.text.get(int(ids[0]), "")
+    if re.fullmatch(r"<0x[0-9A-F]{2}>", tok) or tok in SP_SPECIALS:
+        return tjs_text
+    js = tok.replace("\u2581", " ")
+    js = js[1:] if js.startswith(" ") else js
+    return tok.replace("\u2581", "") + tjs_text[len(js):]
+
+
+def compare_ids(side, got, want):
+    """Indices of the lines where got != want."""
+    return [i for i in range(len(want)) if got[i] != want[i]]
+
+
+def first_diff(a, b):
+    a, b = a.split(), b.split()
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    return k, a, b
+
+
+def clip(s, n=200, at=0):
+    """repr of s, or of a window of it around index at when s is long."""
+    r = repr(s)
+    if len(r) <= n:
+        return r
+    lo = max(0, min(at - n // 4, len(s) - n // 2))
+    return "%s%s...(%d in all)" % ("[%d:] " % lo if lo else "", repr(s[lo:lo + n // 2]), len(s))
+
+
+def describe_ids(vocab, i, raw, got, want, got_name, want_name):
+    k, a, b = first_diff(got, want)
+    lo = max(0, k - 3)
+    return ["line %d: %s" % (i + 1, clip(raw, at=vocab.nbytes(b[:k]))),
+            "  first difference at id #%d (of %d / %d):" % (k, len(a), len(b)),
+            "  %-14s ...%s" % (got_name + ":", vocab.show(a[lo:k + 4])),
+            "  %-14s ...%s" % (want_name + ":", vocab.show(b[lo:k + 4]))]
+
+
+class Test:
+    def __init__(self, args):
+        self.args, self.n, self.n_fail = args, 0, 0
+        self.minimize_left = MINIMIZE_BUDGET
+
+    def report(self, name, problems, detail=None):
+        self.n += 1
+        if problems:
+            self.n_fail += 1
+            print("FAIL %s: %s" % (name, "; ".join(problems)))
+            for d in detail or []:
+                print("    " + d)
+        else:
+            print("PASS %s%s" % (name, ": " + detail[0] if detail else ""))
+        sys.stdout.flush()
+
+    # ---- shrinking a failing line
+
+    def shrink(self, side, i, fails):
+        """A smaller line than side.raw[i] for which fails(side2, 0) holds."""
+        units = re.findall(rb"[\x00-\x7f]|[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+                           rb"|[\xf0-\xf4][\x80-\xbf]{3}|[\x80-\xff]", side.raw[i])
+        n, rounds, t0 = 2, 0, time.monotonic()
+        work = tempfile.mkdtemp(prefix="shrink-", dir=self.tmp)
+        while len(units) >= 2 and rounds < 60 and self.minimize_left > time.monotonic() - t0:
+            rounds += 1
+            size = -(-len(units) // n)
+            cands = [units[:k] + units[k + size:] for k in range(0, len(units), size)]
+            cands = [c for c in cands if c] or [units[:1]]
+            hit = self.first_failing(side.name, work, rounds, [b"".join(c) for c in cands], fails)
+            if hit is not None:
+                units = cands[hit]
+                n = max(n - 1, 2)
+            elif n >= len(units):
+                break
+            else:
+                n = min(len(units), 2 * n)
+        self.minimize_left -= time.monotonic() - t0
+        return b"".join(units)
+
+    def first_failing(self, name, work, k, lines, fails):
+        corpus = os.path.join(work, "c%d.txt" % k)
+        with open(corpus, "wb") as f:
+            f.write(b"".join(ln + b"\n" for ln in lines))
+        s = Side(name, corpus, os.path.join(work, "c%d" % k))
+        s.reference(self.args.node, self.tokdir, tjs_only=True)
+        s.ramtrain(self.args.ramtrain, os.path.join(self.tokdir, name, "tokenizer.json"))
+        s.load()
+        for j in range(len(lines)):
+            try:
+                if fails(s, j):
+                    return j
+            except (TypeError, IndexError):
+                return None
+        return None
+
+    def minimal(self, side, i, fails, show):
+        if self.minimize_left <= 0:
+            return ["(no time left to shrink it)"]
+        m = self.shrink(side, i, fails)
+        work = tempfile.mkdtemp(prefix="minimal-", dir=self.tmp)
+        corpus = os.path.join(work, "m.txt")
+        with open(corpus, "wb") as f:
+            f.write(m + b"\n")
+        s = Side(side.name, corpus, os.path.join(work, "m"))
+        s.reference(self.args.node, self.tokdir, tjs_only=True)
+        s.ramtrain(self.args.ramtrain, os.path.join(self.tokdir, side.name, "tokenizer.json"))
+        s.load()
+        return ["minimal input: %r (UTF-8 bytes; printf '%%s\\n' it into `ramtrain tokenize`)" % m] + \
+            ["  " + ln for ln in show(s, 0)]
+
+    # ---- the checks of one tokenizer
+
+    def check_lines(self, side, title, bad, total, fails, show, extra=""):
+        if not bad:
+            self.report(title, [], ["%d lines%s" % (total, extra)])
+            return
+        detail = []
+        for i in bad[:SHOW]:
+            detail += show(side, i)
+        detail += self.minimal(side, bad[0], fails, show)
+        self.report(title, ["%d of %d lines differ%s" % (len(bad), total, extra)], detail)
+
+    def check(self, side):
+        name, v = side.name, Vocab(os.path.join(self.tokdir, side.name, "tokenizer.json"))
+        tag = "%s:" % name
+        if side.errors:
+            self.report(tag + " runs", side.errors)
+        n = len(side.raw)
+        if side.tjs is None or len(side.tjs) != n:
+            self.report(tag + " Tokenizers.js output", ["missing or short"])
+            return
+        # references among themselves
+        skip = set(i for i in range(n) if name in SPLIT_REGEX and
+                   ("\x85" in side.x[i] or "\ufeff" in side.x[i]))
+        for r in SECOND[name]:
+            o = side.second[r]
+            if o is None or len(o) != n:
+                self.report("%s references agree: %s" % (tag, REF_NAMES[r]), ["no output"])
+                continue
+            bad = [i for i in range(n) if i not in skip and o[i] != side.tjs[i]]
+            self.report("%s references agree: Tokenizers.js == %s" % (tag, REF_NAMES[r]),
+                        ["%d lines differ" % len(bad)] if bad else [],
+                        [ln for i in bad[:SHOW] for ln in describe_ids(
+                            v, i, side.x[i], o[i], side.tjs[i], REF_NAMES[r], "Tokenizers.js")]
+                        if bad else ["%d lines%s" % (n - len(skip), " (%d with U+0085/U+FEFF left out)" % len(skip)
+                                                     if skip else "")])
+        rev = [i for i in range(n) if reversible(name, side.x[i])]
+        bad = [i for i in rev if side.tjs_decode[i] != side.x[i]]
+        self.report(tag + " Tokenizers.js decode(encode(x)) == x", ["%d lines differ" % len(bad)] if bad else [],
+                    ["line %d: %s -> %s" % (i + 1, clip(side.x[i]), clip(side.tjs_decode[i])) for i in bad[:SHOW]]
+                    if bad else ["%d of %d lines%s" % (len(rev), n, "" if len(rev) == n else
+                                                       " (the others cannot come back by design)")])
+
+        # ramtrain against Tokenizers.js
+        def ids_check(title, got_attr, want_attr, mode):
+            got, want = getattr(side, got_attr), getattr(side, want_attr)
+            if got is None or len(got) != n:
+                self.report(title, ["ramtrain printed %s lines for %d" % (
+                    "no" if got is None else len(got), n)])
+                return
+            fails = lambda s, j: getattr(s, got_attr)[j] != getattr(s, want_attr)[j]  # noqa: E731
+            show = lambda s, j: describe_ids(v, j, s.raw[j], getattr(s, got_attr)[j],  # noqa: E731
+                                             getattr(s, want_attr)[j], "ramtrain", "Tokenizers.js")
+            self.check_lines(side, title, compare_ids(side, got, want), n, fails, show, mode)
+
+        ids_check(tag + " ramtrain tokenize --no-special == Tokenizers.js encode(x, add_special_tokens=False)",
+                  "rt_plain", "tjs", "")
+        ids_check(tag + " ramtrain tokenize == Tokenizers.js encode(x)", "rt_special", "tjs_special", "")
+        if side.rt_plain is not None and side.rt_special is not None and len(side.rt_plain) == n == len(side.rt_special):
+            pre = "%d " % BOS[name] if name in BOS else ""
+            bad = [i for i in range(n) if side.rt_special[i] != (pre + side.rt_plain[i]).strip()]
+            self.report(tag + " default adds %s to --no-special" % ("BOS %d" % BOS[name] if name in BOS else "nothing"),
+                        ["%d lines differ" % len(bad)] if bad else [],
+                        ["line %d: default %r / --no-special %r" % (i + 1, side.rt_special[i][:80], side.rt_plain[i][:80])
+                         for i in bad[:SHOW]] if bad else ["%d lines" % n])
+        # decode
+        dec = side.rt_decode
+        if side.rt_plain is None or len(side.rt_plain) != n:
+            return
+        if dec is None or len(dec) != n:
+            self.report(tag + " ramtrain tokenize --decode", ["printed %s lines for %d" % (
+                "no" if dec is None else len(dec), n)])
+            return
+        want = [side.x[i].encode() for i in range(n)]
+        fails = lambda s, j: reversible(name, s.x[j]) and s.rt_decode[j] != s.x[j].encode()  # noqa: E731
+        def show(s, j):
+            d, w = s.rt_decode[j], s.x[j].encode()
+            k = next((q for q in range(min(len(d), len(w))) if d[q] != w[q]), min(len(d), len(w)))
+            return ["line %d: %s" % (j + 1, clip(w, at=k)),
+                    "  decoded %s (first difference at byte %d)" % (clip(d, at=k), k),
+                    "  ids     %s" % v.show(s.rt_plain[j].split()[:12])]
+        self.check_lines(side, tag + " ramtrain decode(encode(x)) == x", [i for i in rev if dec[i] != want[i]],
+                         len(rev), fails, show, "" if len(rev) == n else " (reversible lines)")
+        if name in ("sp", "spm"):
+            def ok(s, j):
+                if s.rt_plain[j] != s.tjs[j]:
+                    return True  # ids differ: covered by the encode check
+                d = s.rt_decode[j].decode("utf-8", "replace")
+                return d == s.tjs_decode[j] or (name == "spm" and d == metaspace_rust(v, s.tjs[j].split(), s.tjs_decode[j]))
+            fails = lambda s, j: not ok(s, j)  # noqa: E731
+            show2 = lambda s, j: show(s, j) + ["  Tokenizers.js decodes %s" % clip(s.tjs_decode[j])]  # noqa: E731
+            self.check_lines(side, tag + " ramtrain --decode == reference decoders", [i for i in range(n) if not ok(side, i)],
+                             n, fails, show2)
+
+    # ---- main
+
+    def main(self):
+        a = self.args
+        names = a.only.split(",") if a.only else NAMES
+        self.tmp = tempfile.mkdtemp(prefix="ramtrain-tokjs-")
+        t0 = time.monotonic()
+        corpus = os.path.join(self.tmp, "corpus.txt")
+        lines, info = tokenizer_corpus.build(seed=a.seed)
+        with open(corpus, "wb") as f:
+            f.write(b"".join(ln + b"\n" for ln in lines))
+        size = os.path.getsize(corpus)
+        self.report("corpus has over 1 MiB of real text", [] if info["real"] >= 1 << 20 else
+                    ["only %d bytes of real text on this machine" % info["real"]],
+                    ["%d bytes, %d lines: real %d (%s), generated %d" % (
+                        size, info["lines"], info["real"],
+                        ", ".join("%s %d" % kv for kv in sorted(info["by_source"].items())), info["generated"])])
+        self.tokdir = os.path.join(self.tmp, "tok")
+        rc, err, dt = run([a.node, REFTOK, "build", self.tokdir, corpus])
+        self.report("reftok build: tokenizer.json files from the npm packages",
+                    [] if rc == 0 else ["exit %s: %s" % (rc, err.strip()[-1500:])], ["%.1f s" % dt])
+        if rc != 0:
+            return self.finish(t0)
+        sides = {nm: Side(nm, corpus, os.path.join(self.tmp, nm)) for nm in names}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
+            futs = [ex.submit(s.reference, a.node, self.tokdir) for s in sides.values()]
+            futs += [ex.submit(s.ramtrain, a.ramtrain, os.path.join(self.tokdir, nm, "tokenizer.json"))
+                     for nm, s in sides.items()]
+            for f in futs:
+                f.result()
+        first = True
+        for nm in names:
+            s = sides[nm].load()
+            if first and s.td is not None:
+                bad = [i for i in range(len(s.x)) if s.td[i] != s.x[i]]
+                self.report("corpus: Python's and TextDecoder's U+FFFD replacement agree",
+                            ["%d lines differ, e.g. line %d: %r" % (len(bad), bad[0] + 1, s.raw[bad[0]][:80])] if bad else [],
+                            ["%d lines, %d with invalid UTF-8" % (len(s.x), sum("\ufffd" in x for x in s.x))])
+                first = False
+            self.check(s)
+            print("    (%s: references %.1f s, ramtrain %s)" % (nm, getattr(s, "node_s", 0), ", ".join(
+                "%s %.1f s" % kv for kv in getattr(s, "rt_s", {}).items())))
+        return self.finish(t0)
+
+    def finish(self, t0):
+        print("%d checks, %d failed, %.0f s" % (self.n, self.n_fail, time.monotonic() - t0))
+        if self.n_fail or self.args.keep:
+            print("temp directory kept: %s" % self.tmp)
+            return 1 if self.n_fail else 0
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ramtrain", required=True)
+    ap.add_argument("--node", default=shutil.which("node") or shutil.which("nodejs"))
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(NAMES))
+    ap.add_argument("--jobs", type=int, default=max(2, min(4, os.cpu_count() or 2)))
+    ap.add_argument("--keep", action="store_true", help="keep the temp directory")
+    ap.add_argument("--seed", type=int, default=4, help="corpus seed (default 4)")
+    a = ap.parse_args()
+    if not a.node:
+        print("SKIP: no node on PATH (deploy/install-deps.sh installs it)")
+        return 77
+    missing = [p for p in ["@huggingface/tokenizers", "gpt-3-encoder", "js-tiktoken", "llama3-tokenizer-js"]
+               if not os.path.isdir(os.path.join(JS, "node_modules", p))]
+    if missing:
+        print("SKIP: npm packages missing in tests/js/node_modules: %s (run deploy/install-deps.sh, "
+              "or `npm ci` in tests/js)" % ", ".join(missing))
+        return 77
+    v = subprocess.run([a.node, "--version"], stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    if not re.match(r"v(1[89]|[2-9]\d)\.", v):
+        print("SKIP: node %s is older than 18" % v)
+        return 77
+    return Test(a).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

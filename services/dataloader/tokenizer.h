@@ -66,6 +66,26 @@ int32_t tok_id(const tok *t, const char *text);
 int tok_encode(const tok *t, const char *text, size_t len, bool add_special, int32_t **ids,
                size_t *n, size_t *cap, rt_err *err);
 
+/* Per-thread state of encoding: growable buffers and a cache of recent
+ * words, so encoding many short texts allocates nothing. One scratch serves
+ * one thread at a time, for the tok it was made for. 0 or -ENOMEM. */
+typedef struct tok_scratch tok_scratch;
+int tok_scratch_init(const tok *t, tok_scratch **out, rt_err *err);
+void tok_scratch_free(tok_scratch *s);
+
+/* tok_encode with the caller's scratch s (made for t): same results. */
+int tok_encode_with(const tok *t, tok_scratch *s, const char *text, size_t len, bool add_special,
+                    int32_t **ids, size_t *n, size_t *cap, rt_err *err);
+
+/* The pre-tokens of text[len] as the model sees them (after invalid UTF-8
+ * is replaced, added tokens are split out, normalizers and pre-tokenizers
+ * run; byte-level pieces as raw bytes, added tokens not included): *out
+ * (malloc'd, NUL-terminated, caller frees) holds them one after another,
+ * *piece_lens (malloc'd, caller frees) their *n lengths. For tests and
+ * debugging. 0, -ENOMEM or -EINVAL (a regex failed). */
+int tok_pretokenize(const tok *t, const char *text, size_t len, char **out, size_t *out_len,
+                    size_t **piece_lens, size_t *n, rt_err *err);
+
 /* Decodes ids[n] into a malloc'd NUL-terminated string *out of *len bytes
  * (caller frees). skip_special drops special tokens. An id out of range is
  * -EINVAL naming it. */
