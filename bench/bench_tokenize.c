@@ -21,10 +21,13 @@
  * Rejected: timing `node` or `ramtrain tokenize` as whole processes; start-up
  * and JSON loading would swamp a 1.4 MB run.
  *
- * For each tokenizer one line:
+ * Ours is tok_encode_with and one tok_scratch for all lines (its word cache
+ * warm, as a data-loader thread runs it), and plain tok_encode (a scratch
+ * made and freed per call). For each tokenizer:
  *   <name> ramtrain <x> MB/s/thread, Tokenizers.js <y> MB/s[, js-tiktoken <z> MB/s] ratio <x / max(y, z)>
- * and, with -j N (N > 1), one more for N threads sharing the tok (tok_encode
- * is documented thread-safe; each thread takes every N-th line):
+ *   <name> ramtrain tok_encode (a scratch per call) <x'> MB/s/thread ratio <x' / max(y, z)>
+ * and, with -j N (N > 1), one more for N threads sharing the tok, a scratch
+ * each (each thread takes every N-th line):
  *   <name> ramtrain N threads <total> MB/s, <per thread> MB/s/thread ratio <per thread / 1 thread>
  * The id counts of ours and the references are compared as a sanity check
  * (test_tokenizer_js compares the ids themselves); a difference is printed.
@@ -55,7 +58,7 @@
 #define BENCH_MAX_NAMES 8
 #define BENCH_MAX_THREADS 256
 
-static const char *const ALL_NAMES[] = {"gpt2", "llama3", "cl100k", "o200k", "sp", "spm"};
+static const char *const ALL_NAMES[] = {"gpt2", "llama3", "cl100k", "o200k", "sp", "spm", "spx"};
 
 typedef struct ref_result {
     char name[32];
@@ -77,6 +80,7 @@ typedef struct worker {
     const tok *t;
     const corpus *c;
     size_t first, step; /* lines first, first + step, ... */
+    int scratch;        /* 1: tok_encode_with one scratch for all lines; 0: tok_encode */
     double seconds;
     long long ids;
     int rc;
@@ -147,16 +151,17 @@ static void *encode_lines(void *arg)
     worker *w = arg;
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
+    tok_scratch *sc = NULL;
     w->ids = 0;
-    w->rc = 0;
     double t0 = now();
-    for (size_t i = w->first; i < w->c->n; i += w->step) {
-        w->rc = tok_encode(w->t, w->c->data + w->c->off[i], w->c->len[i], false, &ids, &n, &cap,
-                           &w->err);
-        if (w->rc < 0)
-            break;
+    w->rc = w->scratch ? tok_scratch_init(w->t, &sc, &w->err) : 0;
+    for (size_t i = w->first; i < w->c->n && w->rc == 0; i += w->step) {
+        const char *text = w->c->data + w->c->off[i];
+        w->rc = w->scratch ? tok_encode_with(w->t, sc, text, w->c->len[i], false, &ids, &n, &cap, &w->err)
+                           : tok_encode(w->t, text, w->c->len[i], false, &ids, &n, &cap, &w->err);
         w->ids += (long long)n;
     }
+    tok_scratch_free(sc);
     w->seconds = now() - t0;
     free(ids);
     return NULL;
@@ -164,7 +169,7 @@ static void *encode_lines(void *arg)
 
 /* Best of passes: seconds for the whole corpus with threads threads, and the
  * id count of a pass. -1 on failure. */
-static double time_ours(const tok *t, const corpus *c, int threads, int passes, long long *ids)
+static double time_ours(const tok *t, const corpus *c, int threads, int scratch, int passes, long long *ids)
 {
     static worker w[BENCH_MAX_THREADS];
     pthread_t th[BENCH_MAX_THREADS];
@@ -172,7 +177,7 @@ static double time_ours(const tok *t, const corpus *c, int threads, int passes, 
     for (int p = 0; p < passes; p++) {
         double t0 = now();
         for (int k = 0; k < threads; k++) {
-            w[k] = (worker){.t = t, .c = c, .first = (size_t)k, .step = (size_t)threads};
+            w[k] = (worker){.t = t, .c = c, .first = (size_t)k, .step = (size_t)threads, .scratch = scratch};
             if (threads == 1)
                 encode_lines(&w[k]);
             else if (pthread_create(&th[k], NULL, encode_lines, &w[k]) != 0) {
@@ -278,7 +283,7 @@ int main(int argc, char **argv)
         case 'k': keep = 1; break;
         default:
             fprintf(stderr, "usage: bench_tokenize [-p passes] [-j threads] [-k: keep the temp dir] "
-                            "[gpt2|llama3|cl100k|o200k|sp|spm ...]\n");
+                            "[gpt2|llama3|cl100k|o200k|sp|spm|spx ...]\n");
             return 2;
         }
     }
@@ -293,7 +298,7 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < sizeof ALL_NAMES / sizeof ALL_NAMES[0]; k++)
             known |= strcmp(argv[i], ALL_NAMES[k]) == 0;
         if (!known) {
-            fprintf(stderr, "bench_tokenize: unknown tokenizer %s (gpt2 llama3 cl100k o200k sp spm)\n", argv[i]);
+            fprintf(stderr, "bench_tokenize: unknown tokenizer %s (gpt2 llama3 cl100k o200k sp spm spx)\n", argv[i]);
             return 2;
         }
         names[n_names++] = argv[i];
@@ -346,9 +351,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_tokenize: %s\n", err.msg);
             goto out;
         }
-        long long ids = 0;
-        double s = time_ours(t, &cp, 1, passes, &ids);
-        if (s <= 0) {
+        long long ids = 0, ids1 = 0;
+        double s = time_ours(t, &cp, 1, 1, passes, &ids), s1 = time_ours(t, &cp, 1, 0, passes, &ids1);
+        if (s <= 0 || s1 <= 0) {
             tok_close(t);
             goto out;
         }
@@ -363,13 +368,16 @@ int main(int argc, char **argv)
                 best_ref = refs[k].mbps;
         }
         printf(" ratio %.2f\n", best_ref > 0 ? ours / best_ref : 0.0);
+        double ours1 = (double)cp.text_bytes / 1e6 / s1;
+        printf("%s ramtrain tok_encode (a scratch per call) %.2f MB/s/thread ratio %.2f\n", names[i], ours1,
+               best_ref > 0 ? ours1 / best_ref : 0.0);
         for (int k = 0; k < n_refs; k++)
             if (strcmp(refs[k].name, names[i]) == 0 && refs[k].ids != ids)
                 printf("    (%s: ids differ: ramtrain %lld, %s %lld; see test_tokenizer_js)\n", names[i], ids,
                        refs[k].ref, refs[k].ids);
         if (threads > 1) {
             long long ids_n = 0;
-            double sn = time_ours(t, &cp, threads, passes, &ids_n);
+            double sn = time_ours(t, &cp, threads, 1, passes, &ids_n);
             if (sn > 0) {
                 double total = (double)cp.text_bytes / 1e6 / sn;
                 printf("%s ramtrain %d threads %.2f MB/s, %.2f MB/s/thread ratio %.2f\n", names[i], threads,

@@ -35,5 +35,6 @@ int cmd_grad(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

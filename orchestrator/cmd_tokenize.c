@@ -13,9 +13,11 @@
  * Bytes that are not UTF-8 become U+FFFD before encoding (tokenizer.h); the
  * built-in byte tokenizer (no --tokenizer) takes the bytes as they are.
  *
- * Input is read in blocks of whole lines; with --threads N each block is cut
- * into N runs of lines that N threads encode into their own buffers, written
- * out in order, so the output does not depend on N. Exit codes: 0 done, 2 bad
+ * Input is read in blocks of whole lines (a block ends early when no more
+ * input is waiting, so a caller may send a line and wait for its answer);
+ * with --threads N each block is cut into N runs of lines that N threads
+ * encode into their own buffers, written out in order, so the output does
+ * not depend on N. Exit codes: 0 done, 2 bad
  * input (options, tokenizer file, an id that is not a number or not in the
  * vocabulary), 1 anything else (I/O, memory).
  *
@@ -25,6 +27,7 @@
 #define _GNU_SOURCE /* memrchr */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -288,8 +291,9 @@ static int tz_main(const tok *t, int decode, int add_special, int threads)
         if (r == 0)
             eof = 1;
         len += (size_t)r;
-        if (!eof && len < cap)
-            continue; /* fill the block before cutting it */
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        if (!eof && len < cap && poll(&pfd, 1, 0) > 0)
+            continue; /* more is there already: fill the block before cutting it */
         size_t whole = len;
         if (!eof) {
             const char *nl = memrchr(buf, '\n', len);

@@ -22,6 +22,9 @@ static const struct command {
      "grad --model DIR --tokens FILE --batch B --seq T --out GRADS.safetensors [--threads N]"},
     {"demo", cmd_demo, "demo [--steps N] [--out DIR] [--threads N]"},
     {"clean", cmd_clean, "clean --run-id ID [--spill-dir DIR]"},
+    {"data", cmd_data,
+     "data prepare --data DATA.yaml --out DIR [--dedup none|exact|near] [--threshold 0.8] [--num-perm 128]\n"
+     "                     [--ngram 5] [--shard-tokens 100000000] [--threads N]"},
     {"tokenize", cmd_tokenize, "tokenize [--tokenizer FILE] [--decode] [--no-special]  (stdin -> stdout, one line each)"},
 };
 

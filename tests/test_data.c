@@ -7,7 +7,8 @@
  * chi-square test that fails when weights are ignored) and per-epoch
  * permutations; loss masks of every chat template on every input shape,
  * decoded span by span; document indices; llm.c .bin (uint16, uint32),
- * .u32 and .zst inputs; and every bad-input error with its message.
+ * .u32 and .zst inputs; documents in corpus order (data_docs_foreach); and
+ * every bad-input error with its message.
  *
  * Files live in a mkdtemp directory under /tmp, removed when every test
  * passed and kept (its path printed) when one failed.
@@ -1599,6 +1600,114 @@ static void test_shards_and_zstd(void **state)
     g_test_passed = true;
 }
 
+/* ---- documents in corpus order ------------------------------------------------------------ */
+
+typedef struct docs_seen {
+    int n;
+    uint32_t source[16];
+    bool eos[16];
+    char text[16][256]; /* decoded ids */
+    int32_t stream[4096];   /* ids, with EOS where the document had it */
+    uint8_t trained[4096];  /* per stream token; EOS: 2 (not reported) */
+    size_t stream_n;
+    int stop_at;            /* return -ECANCELED at this document, or -1 */
+} docs_seen;
+
+static int docs_collect(const data_doc_view *v, void *user, rt_err *err)
+{
+    docs_seen *s = user;
+    if (s->n == s->stop_at)
+        return err_set(err, -ECANCELED, "stopped at document %llu", (unsigned long long)v->index);
+    assert_true(s->n < 16);
+    assert_int_equal(v->index, (uint64_t)s->n);
+    s->source[s->n] = v->source;
+    s->eos[s->n] = v->eos;
+    decode(v->ids, v->n, s->text[s->n], sizeof s->text[0]);
+    assert_true(s->stream_n + v->n + 1 <= 4096);
+    for (size_t i = 0; i < v->n; i++) {
+        assert_true(v->trained[i] <= 1);
+        s->stream[s->stream_n] = v->ids[i];
+        s->trained[s->stream_n++] = v->trained[i];
+    }
+    if (v->eos) {
+        s->stream[s->stream_n] = BYTE_EOS;
+        s->trained[s->stream_n++] = 2;
+    }
+    s->n++;
+    return 0;
+}
+
+/* data_docs_foreach: every source's documents in order, EOS removed and
+ * flagged, chat masks as data_batch has them, llm.c documents split after
+ * each EOS (an empty one between two EOS), and a callback that stops. */
+static void test_docs_foreach(void **state)
+{
+    (void)state;
+    mkdirs(tpath("docs"));
+    write_text(tpath("docs/a.txt"), "aa\n\nbb b\n\n\ncc\n");
+    write_text(tpath("docs/b.jsonl"), "{\"text\": \"x1\"}\n{\"text\": \"y2\"}\n");
+    write_text(tpath("docs/c.jsonl"), "{\"instruction\": \"Add\", \"output\": \"4\"}\n");
+    static const uint32_t raw[] = {1, 2, BYTE_EOS, 3, BYTE_EOS, BYTE_EOS, 4};
+    write_llmc(tpath("docs/d.bin"), 20240520, 1, 7, raw, 7, 2, false);
+    data_pipeline *p = open_yaml(tpath("docs"), "seq_len: 4\nbatch_rows: 1\nshuffle: false\nsources:\n"
+                                                "  - {path: a.txt, split: blank_lines}\n"
+                                                "  - {path: b.jsonl}\n"
+                                                "  - {path: c.jsonl, format: alpaca}\n"
+                                                "  - {path: d.bin}\n", NULL);
+    assert_int_equal(data_get_stats(p)->max_id, BYTE_EOS);
+    docs_seen *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    s->stop_at = -1;
+    rt_err err = {{0}};
+    assert_int_equal(data_docs_foreach(p, docs_collect, s, &err), 0);
+    assert_int_equal(s->n, 10);
+    assert_int_equal((uint64_t)s->n, data_get_stats(p)->documents);
+    static const char *const want[] = {"aa", "bb b", "cc", "x1", "y2", NULL, "\x01\x02", "\x03", "", "\x04"};
+    static const uint32_t want_src[] = {0, 0, 0, 1, 1, 2, 3, 3, 3, 3};
+    static const bool want_eos[] = {true, true, true, true, true, true, true, true, true, false};
+    for (int i = 0; i < 10; i++) {
+        if (want[i] != NULL)
+            assert_string_equal(s->text[i], want[i]);
+        assert_int_equal(s->source[i], want_src[i]);
+        assert_int_equal(s->eos[i], want_eos[i]);
+    }
+    assert_non_null(strstr(s->text[5], "### Response:"));
+    assert_true(strlen(s->text[5]) > 20 && s->text[5][strlen(s->text[5]) - 1] == '4');
+    data_close(p);
+
+    /* the chat source alone: ids and masks are data_batch's stream */
+    p = open_yaml(tpath("docs"), "seq_len: 400\nbatch_rows: 1\nshuffle: false\nsources:\n"
+                                 "  - {path: c.jsonl, format: alpaca}\n", NULL);
+    memset(s, 0, sizeof *s);
+    s->stop_at = -1;
+    assert_int_equal(data_docs_foreach(p, docs_collect, s, &err), 0);
+    assert_int_equal(s->n, 1);
+    batch b;
+    batch_alloc(&b, p);
+    get_batch(p, 0, &b);
+    assert_true(s->stream_n > 20 && s->stream_n < 400);
+    int zeros = 0, ones = 0;
+    for (size_t u = 0; u < s->stream_n; u++) {
+        assert_int_equal(b.tokens[u], s->stream[u]);
+        if (u > 0 && s->trained[u] != 2) {
+            assert_int_equal(b.mask[u - 1], s->trained[u]);
+            zeros += s->trained[u] == 0;
+            ones += s->trained[u] == 1;
+        }
+    }
+    assert_true(zeros > 10 && ones >= 1); /* the prompt is not trained, the response is */
+    batch_free(&b);
+
+    /* a callback that stops: its code and message come back */
+    memset(s, 0, sizeof *s);
+    s->stop_at = 0;
+    assert_int_equal(data_docs_foreach(p, docs_collect, s, &err), -ECANCELED);
+    expect_msg(&err, "stopped at document 0", NULL);
+    data_close(p);
+    free(s);
+    g_test_passed = true;
+}
+
 /* ---- bad input ----------------------------------------------------------------------------- */
 
 static void test_bad_input(void **state)
@@ -1766,6 +1875,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokenizer_specials, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_text_documents, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_shards_and_zstd, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_docs_foreach, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

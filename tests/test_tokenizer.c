@@ -427,15 +427,16 @@ static void test_merge_order(void **state)
     tok *t = tj_open(tj_new(v, json_pack("[s]", "a a")));
     assert_enc(t, "aaa", false, "1 0");
     assert_enc(t, "aaaa", false, "1 1");
-    /* a long word (the heap path): pairs from the left */
-    char word[401], want[401];
-    memset(word, 'a', 400);
-    word[400] = 0;
+    /* a long word (the heap path): pairs from the left, the odd one out last */
+    char word[402], want[404];
+    memset(word, 'a', 401);
+    word[401] = 0;
     for (int i = 0; i < 200; i++) {
         want[2 * i] = '1';
-        want[2 * i + 1] = i < 199 ? ' ' : 0;
+        want[2 * i + 1] = ' ';
     }
-    char *got = enc_n(t, word, 400, false);
+    memcpy(want + 400, "0", 2);
+    char *got = enc_n(t, word, 401, false);
     assert_string_equal(got, want);
     free(got);
     tok_close(t);
@@ -548,12 +549,14 @@ static void test_fast_splitters_vs_oniguruma(void **state)
             rt_err err = {{0}};
             assert_int_equal(tok_pretokenize(fast, text, n, &a, &al, &la, &na, &err), 0);
             assert_int_equal(tok_pretokenize(slow, text, n, &b, &bl, &lb, &nb, &err), 0);
-            if (na != nb || memcmp(la, lb, na * sizeof *la) != 0)
+            if (na != nb || (na > 0 && memcmp(la, lb, na * sizeof *la) != 0))
                 fprintf(stderr, "pattern %zu splits \"%.*s\" differently\n", p, (int)n, text);
             assert_int_equal(na, nb);
-            assert_memory_equal(la, lb, na * sizeof *la);
             assert_int_equal(al, bl);
-            assert_memory_equal(a, b, al);
+            if (na > 0) {
+                assert_memory_equal(la, lb, na * sizeof *la);
+                assert_memory_equal(a, b, al);
+            }
             free(a);
             free(b);
             free(la);

@@ -2,9 +2,11 @@
 
 Builds a corpus (tests/tokenizer_corpus.py: over 1 MiB of real text from the
 machine plus generated Unicode, whitespace, digits, contractions, special
-tokens and invalid UTF-8), builds six tokenizer.json files from data inside
+tokens and invalid UTF-8), builds seven tokenizer.json files from data inside
 the npm packages (tests/js/reftok.mjs: GPT-2, Llama-3, cl100k, o200k, and a
-SentencePiece-style byte-fallback BPE in two spellings), then for each:
+SentencePiece-style byte-fallback BPE in three spellings: Llama-2's
+normalizers, Mistral's Metaspace, and Llama-2's with NFKC and added tokens
+with lstrip / rstrip, normalized and not), then for each:
   - the references agree with each other: Tokenizers.js with gpt-3-encoder
     and js-tiktoken (GPT-2), llama3-tokenizer-js (Llama-3), js-tiktoken
     (cl100k, o200k); for the last three, lines with U+0085 or U+FEFF are
@@ -12,12 +14,14 @@ SentencePiece-style byte-fallback BPE in two spellings), then for each:
     Tokenizers.js's Split as Oniguruma does: see reftok.mjs);
   - Tokenizers.js decodes its own ids back to the text (where the
     tokenizer.json can: byte-level always; SentencePiece not across special
-    tokens, a literal '▁', or, with Metaspace, a leading space);
+    or added tokens, a literal '▁', with Metaspace a leading space, with
+    NFKC text that NFKC changes);
   - `ramtrain tokenize --no-special` prints, line for line, the ids
     Tokenizers.js gives with add_special_tokens=False, and `ramtrain
     tokenize` the ids of encode(text) (add_special_tokens=True);
-  - the default adds exactly the BOS of the post-processor (Llama-3 <|begin_of_text|>, SentencePiece <s>) or
-    nothing (GPT-2, cl100k, o200k) to what --no-special prints;
+  - the default adds exactly the BOS of the post-processor (Llama-3
+    <|begin_of_text|>, SentencePiece <s>) or nothing (GPT-2, cl100k, o200k)
+    to what --no-special prints;
   - `ramtrain tokenize --decode` of its own ids gives the text back
     (decode(encode(x)) == x, x being the line after TextDecoder's U+FFFD
     replacement) where the tokenizer can, and otherwise what the reference
@@ -45,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -53,21 +58,19 @@ import tokenizer_corpus  # noqa: E402
 
 JS = os.path.join(HERE, "js")
 REFTOK = os.path.join(JS, "reftok.mjs")
-NAMES = ["gpt2", "llama3", "cl100k", "o200k", "sp", "spm"]
+NAMES = ["gpt2", "llama3", "cl100k", "o200k", "sp", "spm", "spx"]
 SECOND = {"gpt2": ["gpt3enc", "tiktoken"], "llama3": ["llama3js"], "cl100k": ["tiktoken"],
-          "o200k": ["tiktoken"], "sp": [], "spm": []}
+          "o200k": ["tiktoken"], "sp": [], "spm": [], "spx": []}
 REF_NAMES = {"tjs": "Tokenizers.js", "gpt3enc": "gpt-3-encoder", "tiktoken": "js-tiktoken",
              "llama3js": "llama3-tokenizer-js"}
-BOS = {"llama3": 128000, "sp": 1, "spm": 1}
+BOS = {"llama3": 128000, "sp": 1, "spm": 1, "spx": 1}
 SPLIT_REGEX = {"llama3", "cl100k", "o200k"}  # the tokenizer.json has a Split regex
+SENTENCEPIECE = {"sp", "spm", "spx"}
 SP_SPECIALS = ["<unk>", "<s>", "</s>"]
+SPX_ADDED = ["<mask>", "<|im_start|>", "hello world", "ﬁx", "fix", "[raw]"]  # "fix": NFKC of "ﬁx"
 SHOW = 3              # mismatching lines printed per check
 MINIMIZE_BUDGET = 150  # seconds spent shrinking failing lines, all checks together
 SANITIZER = re.compile(r"Sanitizer|runtime error:")
-
-
-class Failure(Exception):
-    pass
 
 
 def run(cmd, stdin_path=None, stdout_path=None, timeout=600):
@@ -178,10 +181,12 @@ class Side:
 
 def reversible(name, x):
     """Whether the tokenizer can give x back from its ids."""
-    if name not in ("sp", "spm"):
+    if name not in SENTENCEPIECE:
         return True
     if "\u2581" in x or any(s in x for s in SP_SPECIALS):
         return False
+    if name == "spx":
+        return not any(s in x for s in SPX_ADDED) and unicodedata.normalize("NFKC", x) == x
     return not (name == "spm" and x.startswith(" "))
 
 
@@ -198,7 +203,7 @@ def metaspace_rust(vocab, ids, tjs_text):
     return tok.replace("\u2581", "") + tjs_text[len(js):]
 
 
-def compare_ids(side, got, want):
+def compare_ids(got, want):
     """Indices of the lines where got != want."""
     return [i for i in range(len(want)) if got[i] != want[i]]
 
@@ -285,18 +290,29 @@ class Test:
                 return None
         return None
 
-    def minimal(self, side, i, fails, show):
-        if self.minimize_left <= 0:
-            return ["(no time left to shrink it)"]
-        m = self.shrink(side, i, fails)
-        work = tempfile.mkdtemp(prefix="minimal-", dir=self.tmp)
+    def run_alone(self, name, line, work):
+        """Side with the outputs for line as the only line of a corpus."""
         corpus = os.path.join(work, "m.txt")
         with open(corpus, "wb") as f:
-            f.write(m + b"\n")
-        s = Side(side.name, corpus, os.path.join(work, "m"))
+            f.write(line + b"\n")
+        s = Side(name, corpus, os.path.join(work, "m"))
         s.reference(self.args.node, self.tokdir, tjs_only=True)
-        s.ramtrain(self.args.ramtrain, os.path.join(self.tokdir, side.name, "tokenizer.json"))
-        s.load()
+        s.ramtrain(self.args.ramtrain, os.path.join(self.tokdir, name, "tokenizer.json"))
+        return s.load()
+
+    def minimal(self, side, i, fails, show):
+        if self.minimize_left <= 0:
+            return ["(no time left to shrink line %d)" % (i + 1)]
+        s = self.run_alone(side.name, side.raw[i], tempfile.mkdtemp(prefix="alone-", dir=self.tmp))
+        try:
+            alone = fails(s, 0)
+        except (TypeError, IndexError):
+            alone = True
+        if not alone:
+            return ["line %d passes when it is the only line: the result depends on the lines "
+                    "before it (state kept from line to line?)" % (i + 1)]
+        m = self.shrink(side, i, fails)
+        s = self.run_alone(side.name, m, tempfile.mkdtemp(prefix="minimal-", dir=self.tmp))
         return ["minimal input: %r (UTF-8 bytes; printf '%%s\\n' it into `ramtrain tokenize`)" % m] + \
             ["  " + ln for ln in show(s, 0)]
 
@@ -353,7 +369,7 @@ class Test:
             fails = lambda s, j: getattr(s, got_attr)[j] != getattr(s, want_attr)[j]  # noqa: E731
             show = lambda s, j: describe_ids(v, j, s.raw[j], getattr(s, got_attr)[j],  # noqa: E731
                                              getattr(s, want_attr)[j], "ramtrain", "Tokenizers.js")
-            self.check_lines(side, title, compare_ids(side, got, want), n, fails, show, mode)
+            self.check_lines(side, title, compare_ids(got, want), n, fails, show, mode)
 
         ids_check(tag + " ramtrain tokenize --no-special == Tokenizers.js encode(x, add_special_tokens=False)",
                   "rt_plain", "tjs", "")
@@ -383,7 +399,7 @@ class Test:
                     "  ids     %s" % v.show(s.rt_plain[j].split()[:12])]
         self.check_lines(side, tag + " ramtrain decode(encode(x)) == x", [i for i in rev if dec[i] != want[i]],
                          len(rev), fails, show, "" if len(rev) == n else " (reversible lines)")
-        if name in ("sp", "spm"):
+        if name in SENTENCEPIECE:
             def ok(s, j):
                 if s.rt_plain[j] != s.tjs[j]:
                     return True  # ids differ: covered by the encode check

@@ -16,7 +16,8 @@ tabs and invalid UTF-8) made of:
     Arabic, Hebrew, Devanagari, Thai; emoji with ZWJ, skin tones, flags and
     keycaps; whitespace runs and every kind of Unicode space; digit runs;
     contractions in every case; special tokens of GPT-2, Llama-3, cl100k and
-    SentencePiece, whole, glued, broken and look-alikes; invalid UTF-8
+    SentencePiece and the added tokens of tests/js/reftok.mjs's "spx", whole,
+    glued, broken and look-alikes; invalid UTF-8
     (truncated, overlong, surrogates, above U+10FFFF, stray bytes); control
     characters; the characters byte-level vocabularies print bytes with
     (Ġ, Ċ, â) and SentencePiece's ▁; a few long lines.
@@ -46,11 +47,13 @@ import sys
 SPECIALS = ["<|endoftext|>", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
             "<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_5|>",
             "<|reserved_special_token_247|>", "<|fim_prefix|>", "<|fim_middle|>",
-            "<|fim_suffix|>", "<|endofprompt|>", "<s>", "</s>", "<unk>"]
+            "<|fim_suffix|>", "<|endofprompt|>", "<s>", "</s>", "<unk>",
+            # added tokens of the "spx" tokenizer (tests/js/reftok.mjs)
+            "<mask>", "<|im_start|>", "[raw]", "hello world", "ﬁx"]
 NEAR_SPECIALS = ["<|endoftext|", "|endoftext|>", "<|endoftext>", "<|ENDOFTEXT|>",
                  "<|reserved_special_token_250|>", "<|reserved_special_token_05|>",
                  "<s", "s>", "< s>", "<S>", "</s", "<|", "|>", "<|eot_id", "<<s>>",
-                 "<|<|endoftext|>|>"]
+                 "<|<|endoftext|>|>", "<mask", "[raw", "hello  world", "Hello world", "fix", "ﬁ"]
 
 INVALID = [b"\xff", b"\xfe", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\x80", b"\xbf\x80",
            b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xed\xbf\xbf",

@@ -2998,6 +2998,9 @@ int data_open(const data_config *cfg, const tok *t_in, const data_open_opts *opt
         st->tokens += ss->tokens;
         st->rows += ss->rows;
         st->lines_skipped += ss->lines_skipped;
+        for (uint32_t i = 0; i < p->src[s].n_files; i++)
+            if (p->src[s].files[i].max_id > st->max_id)
+                st->max_id = p->src[s].files[i].max_id;
         log_info("data: sources[%u] %s: %u files (%u indexed now), %llu documents, %llu tokens, %llu rows, "
                  "share %.4f", s, ss->path, ss->files, ss->files_indexed, (unsigned long long)ss->documents,
                  (unsigned long long)ss->tokens, (unsigned long long)ss->rows, ss->share);
@@ -3158,4 +3161,119 @@ int data_batch(const data_pipeline *p, uint64_t k, const data_batch_buf *buf, rt
             buf->source[r] = s;
     }
     return 0;
+}
+
+/* ---- documents in corpus order ---------------------------------------------------- */
+
+/* The document being assembled by data_docs_foreach. */
+typedef struct data_docbuf {
+    int32_t *ids;     /* [cap] */
+    uint8_t *trained; /* [cap] */
+    size_t n, cap;
+} data_docbuf;
+
+static int docbuf_push(data_docbuf *b, int32_t id, bool trained)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        int32_t *ids = realloc(b->ids, cap * sizeof *ids);
+        if (ids == NULL)
+            return -ENOMEM;
+        b->ids = ids;
+        uint8_t *tr = realloc(b->trained, cap);
+        if (tr == NULL)
+            return -ENOMEM;
+        b->trained = tr;
+        b->cap = cap;
+    }
+    b->ids[b->n] = id;
+    b->trained[b->n] = trained;
+    b->n++;
+    return 0;
+}
+
+/* Hands the assembled document to fn and empties b. */
+static int docbuf_emit(const data_pipeline *p, data_docbuf *b, uint32_t s, const char *path, uint64_t *index,
+                       data_doc_fn fn, void *user, rt_err *err)
+{
+    data_doc_view v = {.index = *index, .source = s, .path = path, .ids = b->ids, .trained = b->trained, .n = b->n};
+    if (v.n > 0 && p->eos_id >= 0 && b->ids[v.n - 1] == p->eos_id) {
+        v.eos = true;
+        v.n--;
+    }
+    b->n = 0;
+    (*index)++;
+    return fn(&v, user, err);
+}
+
+int data_docs_foreach(const data_pipeline *p, data_doc_fn fn, void *user, rt_err *err)
+{
+    int rc = 0;
+    uint8_t *buf = malloc(DATA_IO_BUF); /* ids as stored: width bytes each */
+    data_docbuf doc = {0};
+    uint64_t index = 0;
+    if (buf == NULL)
+        return err_set(err, -ENOMEM, "out of memory");
+    for (uint32_t s = 0; s < p->n_src && rc == 0; s++) {
+        const data_src *src = &p->src[s];
+        for (uint32_t fi = 0; fi < src->n_files && rc == 0; fi++) {
+            const data_file *f = &src->files[fi];
+            const char *path = f->kind == DATA_KIND_PACKED ? f->idx_path : f->path;
+            int fd = f->fd >= 0 ? f->fd : open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = err_set(err, -EIO, "%s: cannot open: %s", path, strerror(errno));
+                break;
+            }
+            uint32_t w = f->width, prev = 0;
+            uint64_t per = DATA_IO_BUF / w;
+            for (uint64_t pos = 0; pos < f->n_tokens && rc == 0; pos += per) {
+                uint64_t k = f->n_tokens - pos < per ? f->n_tokens - pos : per;
+                size_t got = 0;
+                if ((rc = data_read_full(fd, buf, k * w, f->offset + pos * w, &got)) < 0) {
+                    rc = err_set(err, -EIO, "%s: read failed: %s", path, strerror(-rc));
+                    break;
+                }
+                if (got != k * w) {
+                    rc = err_set(err, -EIO, "%s: %zu of %llu bytes at offset %llu: the file shrank since data_open",
+                                 path, got, (unsigned long long)(k * w), (unsigned long long)(f->offset + pos * w));
+                    break;
+                }
+                for (uint64_t i = 0; i < k && rc == 0; i++) {
+                    uint32_t v, id;
+                    bool start, trained;
+                    if (w == 2) {
+                        uint16_t h;
+                        memcpy(&h, buf + 2 * i, 2);
+                        v = h;
+                    } else {
+                        memcpy(&v, buf + 4 * i, 4);
+                    }
+                    if (f->kind == DATA_KIND_PACKED) {
+                        id = v & DATA_ID_MASK;
+                        trained = (v & DATA_TRAIN_BIT) != 0;
+                        start = (v & DATA_START_BIT) != 0;
+                    } else {
+                        id = v;
+                        trained = true;
+                        start = p->eos_id >= 0 && prev == (uint32_t)p->eos_id;
+                    }
+                    bool first = pos + i == 0;
+                    if (start && !first && doc.n > 0)
+                        rc = docbuf_emit(p, &doc, s, f->path, &index, fn, user, err);
+                    if (rc == 0 && docbuf_push(&doc, (int32_t)id, trained) < 0)
+                        rc = err_set(err, -ENOMEM, "out of memory for a document of %s", f->path);
+                    prev = id;
+                }
+            }
+            if (rc == 0 && doc.n > 0) /* documents end with their file */
+                rc = docbuf_emit(p, &doc, s, f->path, &index, fn, user, err);
+            doc.n = 0;
+            if (f->fd < 0)
+                close(fd);
+        }
+    }
+    free(buf);
+    free(doc.ids);
+    free(doc.trained);
+    return rc;
 }

@@ -161,6 +161,7 @@ typedef struct data_stats {
     const data_source_stats *sources; /* [n_sources], owned by the pipeline */
     uint32_t files, files_indexed;
     uint64_t documents, tokens, rows, lines_skipped;
+    uint32_t max_id;         /* largest id in any source's stream (0 when empty) */
 } data_stats;
 
 typedef struct data_pipeline data_pipeline;
@@ -199,6 +200,33 @@ int data_batch(const data_pipeline *p, uint64_t k, const data_batch_buf *buf, rt
  * the source epoch (how many times the source was read through before). */
 void data_row_locate(const data_pipeline *p, uint64_t g, uint32_t *source, uint64_t *row,
                      uint64_t *epoch);
+
+/* One document as data_docs_foreach hands it out; valid during the call. */
+typedef struct data_doc_view {
+    uint64_t index;          /* ordinal in corpus order, from 0 */
+    uint32_t source;         /* index into the config's sources */
+    const char *path;        /* the data file holding it; owned by the pipeline */
+    const int32_t *ids;      /* [n] its tokens as in the packed stream (BOS and chat
+                                template included), without the EOS that ends it */
+    const uint8_t *trained;  /* [n] 1 where the token is a target the loss counts
+                                (0: prompt tokens of chat data) */
+    size_t n;
+    bool eos;                /* it ended with the EOS id (removed from ids) */
+} data_doc_view;
+
+/* Called once per document; a negative return stops the walk and is returned
+ * by data_docs_foreach (fill err to say why). */
+typedef int (*data_doc_fn)(const data_doc_view *doc, void *user, rt_err *err);
+
+/* Calls fn on every document of p in corpus order: the config's sources in
+ * order, each source's files in path order, each file's documents in order,
+ * one call at a time on the caller's thread. Documents are those of the
+ * token streams data_batch reads: text-like sources as tokenized into their
+ * index files, llm.c and u32 sources split after every EOS id. Returns 0,
+ * fn's negative return, or -EIO (naming the file) when a file cannot be read
+ * or shrank since data_open. Blocks on sequential reads; allocates a buffer
+ * as large as the longest document. */
+int data_docs_foreach(const data_pipeline *p, data_doc_fn fn, void *user, rt_err *err);
 
 #ifdef __cplusplus
 }

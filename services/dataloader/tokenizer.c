@@ -21,30 +21,39 @@
  *   and lacks U+0085), as GPT-2's JS tokenizers do; \s in regexes from the
  *   file is Unicode White_Space, as Oniguruma and Tokenizers.js have it.
  *   (?i:...) folds ASCII letters only.
+ * - Lowercase is JavaScript's toLowerCase (final sigma included); NFD, NFKD
+ *   and NFKC of characters newer than utf8proc's Unicode 15 come from a small
+ *   table generated from Node, the rest from utf8proc.
  * - Added tokens are split out of the raw text first, leftmost then longest,
  *   (normalized ones out of the normalized text); lstrip / rstrip trim
  *   JavaScript whitespace next to them; a text section that equals an added
- *   token's content is that token. Metaspace's prepend_scheme "first" adds
- *   "▁" to the text section that starts the input.
- * - Decoding passes added tokens through the ByteLevel decoder unchanged and
- *   turns invalid byte sequences (ByteLevel, ByteFallback) into U+FFFD the
- *   WHATWG way; no clean-up of tokenization spaces (the Rust library's
- *   decode; Tokenizers.js needs clean_up_tokenization_spaces: false to match).
- *   truncation and padding are ignored: encode returns every id of the text.
+ *   token's content is that token, and so is a model token whose text is an
+ *   added token's content. Metaspace's prepend_scheme "first" adds "▁" to
+ *   the text section that starts the input.
+ * - Decoding passes added tokens through the ByteLevel decoder unchanged (a
+ *   token with a character outside the byte map gives its own UTF-8 bytes)
+ *   and turns invalid byte sequences (ByteLevel, ByteFallback) into U+FFFD
+ *   the WHATWG way; no clean-up of tokenization spaces (the Rust library's
+ *   decode; Tokenizers.js needs clean_up_tokenization_spaces: false to
+ *   match). truncation and padding are ignored: encode returns every id.
  *
  * Speed: ids are computed on UTF-8 bytes without building the byte-level
  * strings ("Ġhello"); the split regexes of GPT-2, Llama-3 / cl100k and Qwen2
  * run as hand-written matchers that test_tokenizer checks against Oniguruma
  * running the same pattern; merges use a hash keyed by the pair of ids and,
- * per word, a linear scan (short words) or a heap (long ones, e.g. a whole
- * SentencePiece line); a per-scratch cache maps recent words to their ids.
- * Nothing is allocated per token: each tok_scratch owns growable buffers.
+ * per word, a linear scan (short words) or a heap (long ones); a
+ * per-scratch cache maps recent words to their ids. When no token has "▁"
+ * right after another character (Llama-2, Mistral), no merge can cross such
+ * a point, so a whole SentencePiece line is merged word by word: the same
+ * ids, through the cache. Nothing is allocated per token: each tok_scratch
+ * owns growable buffers.
  *
- * Threads: a tok is read-only after tok_open. A tok_scratch belongs to one
- * thread at a time; tok_encode makes a scratch per call.
+ * Threads: a tok is read-only after tok_open (Oniguruma searches a shared
+ * regex with per-scratch regions). A tok_scratch belongs to one thread at a
+ * time; tok_encode makes a scratch per call.
  *
- * Rejected: compiling every pattern with Oniguruma only (4-10x slower on the
- * common patterns, and tied to its Unicode version); a thread-local word
+ * Rejected: compiling every pattern with Oniguruma only (4x slower on
+ * Llama-3's pattern, and tied to its Unicode version); a thread-local word
  * cache (hidden global state); keeping vocab strings in jansson objects
  * (one hash probe per token through jansson's generic table is slower and
  * pins the whole parsed document in memory).
@@ -56,6 +65,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <oniguruma.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1245,8 +1255,6 @@ static int tok_load_pre(tok_ld *ld, const json_t *v, const char *path)
         if ((rc = tok_jbool(ld, v, path, "add_prefix_space", 0, &pr->prefix_space)) < 0 ||
             (rc = tok_jbool(ld, v, path, "use_regex", 1, &pr->use_regex)) < 0)
             return rc;
-        pr->pat.fast = FAST_GPT2;
-        pr->pat.ws_js = 1;
     } else if (strcmp(type, "Split") == 0) {
         pr->kind = P_SPLIT;
         t->n_pre++;
@@ -1292,7 +1300,8 @@ static int tok_ids_append(int32_t **v, size_t *n, const int32_t *ids, size_t k)
     int32_t *p = realloc(*v, (*n + k + 1) * sizeof *p);
     if (p == NULL)
         return -ENOMEM;
-    memcpy(p + *n, ids, k * sizeof *p);
+    if (k > 0)
+        memcpy(p + *n, ids, k * sizeof *p);
     *v = p;
     *n += k;
     return 0;
@@ -3020,14 +3029,14 @@ int tok_encode_with(const tok *t, tok_scratch *sc, const char *text, size_t len,
             rc = tok_ids_push(&out, TOK_BYTE_BOS);
         for (size_t i = 0; i < len && rc == 0; i++)
             rc = tok_ids_push(&out, (uint8_t)text[i]);
-        goto done;
+        goto cleanup;
     }
     const uint8_t *s = (const uint8_t *)text;
     if (!tok_u8_valid(s, len)) {
         size_t m = tok_u8_sanitize(s, len, NULL);
         sc->clean.len = 0;
         if ((rc = tok_buf_reserve(&sc->clean, m + 1)) < 0)
-            goto done;
+            goto cleanup;
         tok_u8_sanitize(s, len, sc->clean.p);
         sc->clean.len = m;
         s = sc->clean.p;
@@ -3039,7 +3048,7 @@ int tok_encode_with(const tok *t, tok_scratch *sc, const char *text, size_t len,
         rc = tok_encode_text(sc, s, len);
     for (size_t i = 0; add_special && i < t->n_suffix && rc == 0; i++)
         rc = tok_ids_push(&out, t->suffix_ids[i]);
-done:
+cleanup:
     *ids = out.p;
     *n = rc == 0 ? out.n : 0;
     *cap = out.cap;
@@ -3295,19 +3304,16 @@ int tok_decode(const tok *t, const int32_t *ids, size_t n, bool skip_special, ch
                          t->n_ids - 1);
             goto cleanup;
         }
-    if (t->kind == TOK_KIND_BYTES) {
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            if (ids[i] < 256) {
-                uint8_t b = (uint8_t)ids[i];
-                rc = tok_buf_put(&res, &b, 1);
-            } else if (!skip_special)
-                rc = tok_buf_put(&res, TOK_BYTE_NAMES[ids[i] - 256], strlen(TOK_BYTE_NAMES[ids[i] - 256]));
-        }
-        goto finish;
+    for (size_t i = 0; t->kind == TOK_KIND_BYTES && i < n && rc == 0; i++) {
+        if (ids[i] < 256) {
+            uint8_t b = (uint8_t)ids[i];
+            rc = tok_buf_put(&res, &b, 1);
+        } else if (!skip_special)
+            rc = tok_buf_put(&res, TOK_BYTE_NAMES[ids[i] - 256], strlen(TOK_BYTE_NAMES[ids[i] - 256]));
     }
-    if ((rc = tok_scratch_init(t, &sc, err)) < 0)
+    if (t->kind == TOK_KIND_BPE && (rc = tok_scratch_init(t, &sc, err)) < 0)
         goto cleanup;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; t->kind == TOK_KIND_BPE && i < n && rc == 0; i++) {
         if (skip_special && (t->id_flags[ids[i]] & TOKF_SPECIAL))
             continue;
         rc = tok_strv_push(&v[0], t->arena + t->id_off[ids[i]], t->id_len[ids[i]]);
@@ -3325,7 +3331,7 @@ int tok_decode(const tok *t, const int32_t *ids, size_t n, bool skip_special, ch
         if (rc == 0)
             rc = tok_buf_put(&res, v[cur].data.p + v[cur].off[i], v[cur].len[i]);
     }
-    if (rc == 0 && t->has_decoder && t->eow_suffix != NULL) {
+    if (rc == 0 && t->kind == TOK_KIND_BPE && t->has_decoder && t->eow_suffix != NULL) {
         /* Tokenizers.js: the model's end_of_word_suffix becomes a space */
         tok_buf tmp = {0};
         const uint8_t *s = res.p;
@@ -3351,7 +3357,6 @@ int tok_decode(const tok *t, const int32_t *ids, size_t n, bool skip_special, ch
             rc = tok_buf_put(&res, tmp.p + a, b - a);
         free(tmp.p);
     }
-finish:
     if (rc == 0)
         rc = tok_buf_put(&res, "", 0); /* NUL terminator */
     if (rc < 0) {
@@ -3779,6 +3784,15 @@ static void tok_load_bos_eos(tok *t)
         t->eos = tok_lookup(t, EOS[i], strlen(EOS[i]));
 }
 
+/* Oniguruma's one-time set-up, which is not thread-safe itself. */
+static pthread_once_t tok_onig_once = PTHREAD_ONCE_INIT;
+
+static void tok_onig_init(void)
+{
+    OnigEncoding enc = ONIG_ENCODING_UTF8;
+    onig_initialize(&enc, 1);
+}
+
 static int tok_read_file(const char *path, char **out, size_t *len, rt_err *err)
 {
     FILE *f = fopen(path, "rb");
@@ -3859,8 +3873,7 @@ int tok_open(const char *path, tok **out, rt_err *err)
         rc = tok_jbad(&ld, "the top level", root, "an object (a tokenizer.json)");
         goto cleanup;
     }
-    OnigEncoding enc = ONIG_ENCODING_UTF8;
-    onig_initialize(&enc, 1);
+    pthread_once(&tok_onig_once, tok_onig_init);
     if ((rc = tok_build_unicode(t)) < 0 || (rc = tok_load_model(&ld, root)) < 0 ||
         (rc = tok_load_normalizer(&ld, json_object_get(root, "normalizer"), "normalizer")) < 0 ||
         (rc = tok_load_added_index(&ld)) < 0 ||
@@ -3957,7 +3970,7 @@ int tok_pretokenize(const tok *t, const char *text, size_t len, char **out, size
         rc = tok_buf_put(&pieces, text, len);
         if (rc == 0 && len > 0)
             rc = tok_buf_put(&lens, &len, sizeof len);
-        goto done;
+        goto cleanup;
     }
     if ((rc = tok_scratch_init(t, &sc, err)) < 0)
         return rc;
@@ -3968,13 +3981,13 @@ int tok_pretokenize(const tok *t, const char *text, size_t len, char **out, size
     if (!tok_u8_valid(s, len)) {
         size_t m = tok_u8_sanitize(s, len, NULL);
         if ((rc = tok_buf_reserve(&sc->clean, m + 1)) < 0)
-            goto done;
+            goto cleanup;
         tok_u8_sanitize(s, len, sc->clean.p);
         s = sc->clean.p;
         len = m;
     }
     rc = tok_encode_text(sc, s, len);
-done:
+cleanup:
     if (rc == 0)
         rc = tok_buf_put(&pieces, "", 0);
     tok_scratch_free(sc);

@@ -6,19 +6,27 @@
  * - byte-level BPE as GPT-2, Llama-3 and Qwen2 use it: the ByteLevel
  *   pre-tokenizer (its built-in split regex when use_regex is true), Split
  *   pre-tokenizers with the regex from the file (Oniguruma, the engine
- *   Hugging Face uses), Sequences of them; merges as "a b" strings or
+ *   Hugging Face uses; the common patterns run as built-in splitters),
+ *   Digits, WhitespaceSplit, Sequences of them; merges as "a b" strings or
  *   ["a", "b"] pairs; ignore_merges;
  * - SentencePiece-style BPE as Llama-2 and Mistral use it: Metaspace / "▁",
- *   byte_fallback with <0xNN> tokens, the Replace / Prepend / NFC / NFKC
- *   normalizers (utf8proc) and Sequences of them;
+ *   byte_fallback with <0xNN> tokens, fuse_unk, the Replace / Prepend / NFC /
+ *   NFD / NFKC / NFKD / Lowercase / Strip / StripAccents normalizers and
+ *   Sequences of them;
  * - added and special tokens, matched in the text before the model runs, as
  *   Hugging Face does (single_word, lstrip, rstrip, normalized);
- * - the post-processor's BOS/EOS (TemplateProcessing, ByteLevel) when asked
- *   to add special tokens;
+ * - the post-processor's BOS/EOS (TemplateProcessing, ByteLevel,
+ *   BertProcessing, RobertaProcessing, Sequence) when asked to add special
+ *   tokens;
  * - decoders: ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip,
- *   Sequence.
- * The built-in byte tokenizer maps byte b to id b, and has special tokens
- * <|bos|> 256, <|eos|> 257, <|pad|> 258.
+ *   BPEDecoder, Sequence.
+ * Text is Unicode: bytes that are not UTF-8 become U+FFFD first, one per
+ * maximal invalid subpart, exactly as TextDecoder("utf-8") decodes them
+ * (what Hugging Face's tokenizers see after their own UTF-8 decoding).
+ * Where Hugging Face's JavaScript and Rust implementations disagree,
+ * tokenizer.c's opening comment says which one we follow.
+ * The built-in byte tokenizer maps byte b to id b (any bytes, as they are),
+ * and has special tokens <|bos|> 256, <|eos|> 257, <|pad|> 258.
  *
  * Threads: a tok is immutable after tok_open; tok_encode and tok_decode may
  * run on any number of threads at once (each call owns its scratch).
@@ -51,7 +59,12 @@ int32_t tok_vocab_size(const tok *t);
 
 /* Id of the special token bos / eos / pad as the file names them (from the
  * post-processor, added tokens and conventions: <s>, </s>, <|endoftext|>,
- * <|begin_of_text|>, <|end_of_text|>, <|eot_id|>, <|im_end|>), or -1. */
+ * <|begin_of_text|>, <|end_of_text|>, <|eot_id|>, <|im_end|>), or -1.
+ * BOS: the first id the post-processor puts before the text, else the first
+ * of <|begin_of_text|>, <s>, <|startoftext|>, <bos> that is a token. EOS:
+ * the last id it puts after the text, else the first of </s>,
+ * <|endoftext|>, <|end_of_text|>, <|im_end|>, <|eot_id|>, <eos> that is a
+ * token (added tokens first, then the vocabulary). */
 int32_t tok_bos(const tok *t);
 int32_t tok_eos(const tok *t);
 

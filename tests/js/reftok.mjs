@@ -19,6 +19,10 @@
 //            decoder Replace + ByteFallback + Fuse + Strip, BOS <s>.
 //   spm      the same vocabulary the Mistral way: Metaspace pre-tokenizer
 //            (prepend_scheme "first", split false), Metaspace decoder.
+//   spx      sp with an NFKC normalizer first and added tokens of each kind:
+//            special with lstrip + rstrip (<mask>) and with rstrip
+//            (<|im_start|>), normalized non-special ("hello world", "ﬁx",
+//            which NFKC turns into "fix"), raw non-special ("[raw]").
 // Tokenizers.js (@huggingface/tokenizers) runs every file; gpt-3-encoder,
 // js-tiktoken and llama3-tokenizer-js run the same vocabularies their own
 // way, as second opinions.
@@ -38,7 +42,7 @@
 //
 // Usage:
 //   node reftok.mjs build DIR CORPUS
-//       writes DIR/<name>/tokenizer.json for gpt2 llama3 cl100k o200k sp spm
+//       writes DIR/<name>/tokenizer.json for gpt2 llama3 cl100k o200k sp spm spx
 //   node reftok.mjs encode DIR NAME CORPUS OUTPREFIX [--tjs-only]
 //       OUTPREFIX.text: each line of CORPUS as TextDecoder('utf-8') reads it
 //         (invalid bytes -> U+FFFD, a leading BOM kept), one JSON string a line;
@@ -68,7 +72,7 @@ import llama3Tokenizer from "llama3-tokenizer-js";
 
 const require = createRequire(import.meta.url);
 
-export const NAMES = ["gpt2", "llama3", "cl100k", "o200k", "sp", "spm"];
+export const NAMES = ["gpt2", "llama3", "cl100k", "o200k", "sp", "spm", "spx"];
 
 // ---------------------------------------------------------------- bytes
 
@@ -297,11 +301,14 @@ class Heap {
   }
 }
 
+const RESERVED = /^(<0x[0-9A-F]{2}>|<unk>|<s>|<\/s>)$/;
+
 // A small SentencePiece-style BPE trained on text: words are runs of "▁"
 // and "▁"-prefixed runs of other characters; control characters, characters
 // seen fewer than 3 times and those beyond the 1500 most frequent are left to
 // byte fallback (SentencePiece keeps no control characters either);
-// merges are taken by count (ties: the pair made of older symbols first).
+// merges are taken by count (ties: the pair made of older symbols first),
+// except those that would spell a reserved token (<0x41>, <s>).
 function trainSentencePiece(texts, nMerges) {
   const words = new Map();
   const charCount = new Map();
@@ -345,6 +352,10 @@ function trainSentencePiece(texts, nMerges) {
     const [n, k] = heap.pop();
     if (counts.get(k) !== n || n < 2) continue;
     const a = Math.floor(k / K), b = k % K;
+    if (RESERVED.test(symbols[a] + symbols[b])) {
+      counts.delete(k);  // never learn a piece spelled like <0x41> or <s>
+      continue;
+    }
     const id = symbols.length;
     symbols.push(symbols[a] + symbols[b]);
     merges.push([symbols[a], symbols[b]]);
@@ -371,7 +382,9 @@ function trainSentencePiece(texts, nMerges) {
   return { chars, merges };
 }
 
-function buildSentencePiece(trained, metaspace) {
+// style: "sp" (Llama-2), "spm" (Metaspace) or "spx" (Llama-2 with NFKC
+// first and added tokens of every kind, see the header).
+function buildSentencePiece(trained, style) {
   const { chars, merges } = trained;
   const vocab = { "<unk>": 0, "<s>": 1, "</s>": 2 };
   for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`] = 3 + b;
@@ -380,18 +393,25 @@ function buildSentencePiece(trained, metaspace) {
   for (const c of chars) if (!(c in vocab)) vocab[c] = next++;
   const model = bpeModel(vocab, merges, { unk_token: "<unk>", fuse_unk: true, byte_fallback: true });
   const added = [addedToken(0, "<unk>"), addedToken(1, "<s>"), addedToken(2, "</s>")];
-  if (metaspace) {
+  if (style === "spm") {
     const ms = { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: false };
     return tokenizerJson({
       added, pre: ms, post: templateBos("<s>", 1), model,
       decoder: { type: "Sequence", decoders: [ms, { type: "ByteFallback" }, { type: "Fuse" }] },
     });
   }
+  const normalizers = [{ type: "Prepend", prepend: "▁" }, { type: "Replace", pattern: { String: " " }, content: "▁" }];
+  if (style === "spx") {
+    normalizers.unshift({ type: "NFKC" });
+    added.push({ ...addedToken(next++, "<mask>"), lstrip: true, rstrip: true });
+    added.push({ ...addedToken(next++, "<|im_start|>"), rstrip: true });
+    added.push(addedToken(next++, "hello world", false, true));
+    added.push(addedToken(next++, "ﬁx", false, true));
+    added.push(addedToken(next++, "[raw]", false, false));
+  }
   return tokenizerJson({
     added,
-    normalizer: { type: "Sequence", normalizers: [
-      { type: "Prepend", prepend: "▁" },
-      { type: "Replace", pattern: { String: " " }, content: "▁" }] },
+    normalizer: { type: "Sequence", normalizers },
     pre: null,
     post: templateBos("<s>", 1),
     decoder: { type: "Sequence", decoders: [
@@ -406,14 +426,15 @@ async function build(dir, corpus) {
   const t0 = performance.now();
   const texts = decodeLines(readLines(corpus));
   let trained = null;
-  const sp = (metaspace) => buildSentencePiece(trained ??= trainSentencePiece(texts, 6000), metaspace);
+  const sp = (style) => buildSentencePiece(trained ??= trainSentencePiece(texts, 6000), style);
   const makers = {
     gpt2: () => buildGpt2(),
     llama3: () => buildLlama3(),
     cl100k: () => buildTiktoken("cl100k", LLAMA3_REGEX, false),
     o200k: () => buildTiktoken("o200k", O200K_REGEX, true),
-    sp: () => sp(false),
-    spm: () => sp(true),
+    sp: () => sp("sp"),
+    spm: () => sp("spm"),
+    spx: () => sp("spx"),
   };
   const info = {};
   for (const name of NAMES) {
