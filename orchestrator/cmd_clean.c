@@ -1,14 +1,16 @@
 /*
  * ramtrain clean: removes what a run keeps outside its run directory — the
- * layer blocks and the batch ring in shared memory and, given --spill-dir,
+ * layer blocks, the paramserver shards' undo journals and the batch ring in
+ * shared memory and, given --spill-dir,
  * the spill files — so
  * the memory comes back and the run id can start over. A paramserver never
  * removes them on its own except at the end of a run (Shutdown with
  * remove_state): they are the run's state between restarts.
  *
  * It looks wherever the block store creates objects (RAMTRAIN_SHM_DIR,
- * /dev/hugepages, /dev/shm) for "ramtrain.<run-id>.<shard>.<block>", and
- * removes only names of exactly that form.
+ * /dev/hugepages, /dev/shm) for "ramtrain.<run-id>.<shard>.<block>" and
+ * "ramtrain.<run-id>.<shard>.journal", and removes only names of exactly
+ * those forms.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +25,7 @@
 
 /* True when name is "ramtrain.<run_id>.<digits>.<digits><suffix>" (a layer
  * block or, with suffix ".spill", a spill file) or, without a suffix,
+ * "ramtrain.<run_id>.<digits>.journal" (a shard's undo journal) or
  * "ramtrain.<run_id>.ring" (the data loader's batch ring). */
 static int is_run_object(const char *name, const char *run_id, const char *suffix)
 {
@@ -40,6 +43,8 @@ static int is_run_object(const char *name, const char *run_id, const char *suffi
             p++;
         if (part == 0 && *p++ != '.')
             return 0;
+        if (part == 0 && suffix[0] == '\0' && strcmp(p, "journal") == 0)
+            return 1;
     }
     return strcmp(p, suffix) == 0;
 }

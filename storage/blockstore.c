@@ -724,7 +724,7 @@ static void layout_diff(const lb_layout *have, const lb_layout *want, char *out,
 
 /* Checks the mapped header h of size bytes against what the caller expects. */
 static int validate(const char *path, const bs_header *h, uint64_t size, const char *run_id,
-                    int shard, int n_blocks, const lb_layout *expect, rt_err *err)
+                    int shard, int n_blocks, const lb_layout *expect, unsigned flags, rt_err *err)
 {
     if (size < sizeof(bs_header))
         return err_set(err, -EBADMSG,
@@ -808,6 +808,8 @@ static int validate(const char *path, const bs_header *h, uint64_t size, const c
                        spilled ? "resident_bytes" : "total_bytes", CLEAN_HINT);
 
     uint32_t op = atomic_load_explicit(&h->op, memory_order_acquire);
+    if ((op == BS_OP_ACCUM || op == BS_OP_STEP) && (flags & BS_ATTACH_INTERRUPTED))
+        return 0;
     if (op == BS_OP_ACCUM)
         return err_set(err, -EUCLEAN,
                        "layer block %s was interrupted in the middle of accumulating a "
@@ -832,6 +834,12 @@ static int validate(const char *path, const bs_header *h, uint64_t size, const c
 
 int bs_block_attach(const char *run_id, int shard, int n_blocks, const lb_layout *expect,
                     bs_block *out, rt_err *err)
+{
+    return bs_block_attach_flags(run_id, shard, n_blocks, expect, 0, out, err);
+}
+
+int bs_block_attach_flags(const char *run_id, int shard, int n_blocks, const lb_layout *expect,
+                          unsigned flags, bs_block *out, rt_err *err)
 {
     int rc, fd = -1;
     void *base = MAP_FAILED;
@@ -892,7 +900,7 @@ int bs_block_attach(const char *run_id, int shard, int n_blocks, const lb_layout
     }
     size = (uint64_t)st.st_size;
     if (size < sizeof(bs_header)) {
-        rc = validate(path, NULL, size, run_id, shard, n_blocks, expect, err);
+        rc = validate(path, NULL, size, run_id, shard, n_blocks, expect, flags, err);
         goto cleanup;
     }
     base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -901,7 +909,7 @@ int bs_block_attach(const char *run_id, int shard, int n_blocks, const lb_layout
                      strerror(errno));
         goto cleanup;
     }
-    rc = validate(path, base, size, run_id, shard, n_blocks, expect, err);
+    rc = validate(path, base, size, run_id, shard, n_blocks, expect, flags, err);
     if (rc != 0)
         goto cleanup;
 

@@ -24,7 +24,9 @@
  * point leaves a header that describes data that is really there. An
  * operation that rewrites data in place (accumulating a gradient, an
  * optimizer step) sets `op` first and clears it when done; a block found with
- * `op` set was interrupted mid-way and is refused (its data is half-updated).
+ * `op` set was interrupted mid-way: bs_block_attach refuses it (its data is
+ * half-updated), bs_block_attach_flags with BS_ATTACH_INTERRUPTED maps it for
+ * a caller that can finish the operation (the paramserver's undo journal).
  *
  * Threads and processes: the paramserver writes headers from one thread; the
  * worker only reads `version`. Fields read by another process are _Atomic.
@@ -163,6 +165,18 @@ int bs_block_create_placed(const char *run_id, int shard, int n_blocks, const lb
  *   other negative errno of open, fstat, mmap. */
 int bs_block_attach(const char *run_id, int shard, int n_blocks, const lb_layout *expect,
                     bs_block *out, rt_err *err);
+
+enum bs_attach_flags {
+    BS_ATTACH_INTERRUPTED = 1u << 0,      /* accept a block whose `op` is ACCUM or STEP: the
+                                             caller reads hdr->op and recovers it */
+};
+
+/* bs_block_attach with flags (bs_attach_flags). With BS_ATTACH_INTERRUPTED an
+ * interrupted accumulation or step is not -EUCLEAN: the block is mapped and
+ * the caller must finish or undo the operation before using its data. An op
+ * value that is none of the known ones is still -EBADMSG. */
+int bs_block_attach_flags(const char *run_id, int shard, int n_blocks, const lb_layout *expect,
+                          unsigned flags, bs_block *out, rt_err *err);
 
 /* Unmaps (the object stays). Safe on a zeroed bs_block. */
 void bs_block_close(bs_block *b);

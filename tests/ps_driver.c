@@ -15,7 +15,11 @@
  * from Ready) right after the N-th acknowledged GradReady; the driver then
  * says Hello until a restarted paramserver (started by the test) answers,
  * resends the last GradReady (which must come back marked duplicate) and goes
- * on. Exit codes: 0 done, 1 a failure (printed).
+ * on. A paramserver that dies while a request is outstanding (the test's
+ * RAMTRAIN_FAULT kills it inside an operation) is noticed by its pid; the
+ * driver says Hello to the restarted one and resends what it was waiting for
+ * (a GradReady must then come back a duplicate: the restart finished it).
+ * Exit codes: 0 done, 1 a failure (printed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +46,10 @@ typedef struct drv {
     uint64_t next_req;
     int timeout_ms;
     uint32_t ps_pid;
+    int restarts;                      /* paramservers found dead and said Hello to again */
 } drv;
+
+static void hello(drv *d, int total_ms);
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -79,13 +86,43 @@ static void send_only(drv *d, Ramtrain__Envelope *e)
     free(buf);
 }
 
-/* The next reply that is not a heartbeat, or NULL on timeout. */
+/* True when the paramserver that sent Ready is gone (its pid is reaped by
+ * the test, which then starts another). */
+static int ps_dead(const drv *d)
+{
+    return d->ps_pid != 0 && kill((pid_t)d->ps_pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Waits up to timeout_ms for a message, in 100 ms slices: 0 when the
+ * paramserver died or time ran out. */
+static int wait_in(drv *d, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        zmq_pollitem_t it = {.socket = d->sock, .events = ZMQ_POLLIN};
+        int slice = timeout_ms - waited < 100 ? timeout_ms - waited : 100;
+        if (zmq_poll(&it, 1, slice) > 0)
+            return 1;
+        if (ps_dead(d))
+            return 0;
+    }
+    return 0;
+}
+
+/* After the paramserver died: a new socket and Hello until its successor answers. */
+static void reconnect(drv *d)
+{
+    fprintf(stderr, "ps_driver: paramserver pid %u died; waiting for its restart\n", d->ps_pid);
+    d->restarts++;
+    connect_sock(d);
+    hello(d, d->timeout_ms);
+}
+
+/* The next reply that is not a heartbeat, or NULL on timeout or death. */
 static Ramtrain__Envelope *recv_reply(drv *d, int timeout_ms)
 {
     rt_err err = {{0}};
     for (;;) {
-        zmq_pollitem_t it = {.socket = d->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        if (!wait_in(d, timeout_ms))
             return NULL;
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -109,8 +146,7 @@ static Ramtrain__Envelope *call(drv *d, Ramtrain__Envelope *e, int timeout_ms)
     rt_err err = {{0}};
     send_only(d, e);
     for (;;) {
-        zmq_pollitem_t it = {.socket = d->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        if (!wait_in(d, timeout_ms))
             return NULL;
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -129,9 +165,25 @@ static Ramtrain__Envelope *call(drv *d, Ramtrain__Envelope *e, int timeout_ms)
     }
 }
 
+/* call, resending e to a restarted paramserver when this one died. *resent
+ * (may be NULL) says whether it had to. */
+static Ramtrain__Envelope *call_retry(drv *d, Ramtrain__Envelope *e, int *resent)
+{
+    if (resent != NULL)
+        *resent = 0;
+    for (;;) {
+        Ramtrain__Envelope *r = call(d, e, d->timeout_ms);
+        if (r != NULL || !ps_dead(d))
+            return r;
+        reconnect(d);
+        if (resent != NULL)
+            *resent = 1;
+    }
+}
+
 static Ramtrain__Envelope *call_expect(drv *d, Ramtrain__Envelope *e, int body)
 {
-    Ramtrain__Envelope *r = call(d, e, d->timeout_ms);
+    Ramtrain__Envelope *r = call_retry(d, e, NULL);
     if (r == NULL)
         die("no reply to %s within %d ms", env_body_name(e), d->timeout_ms);
     if (r->body_case == RAMTRAIN__ENVELOPE__BODY_ERROR_REPLY)
@@ -210,8 +262,10 @@ static void fetch(drv *d, uint32_t block, uint64_t version, mapped *mb)
 }
 
 /* GradReady; returns 1 when acknowledged as a duplicate, 0 when counted,
- * -1 when no reply came (the paramserver died). */
-static int grad_ready(drv *d, uint32_t block, uint64_t step, uint32_t micro, uint32_t slot)
+ * -1 when no reply came. *resent: the paramserver died first and the
+ * request went to its successor. */
+static int grad_ready(drv *d, uint32_t block, uint64_t step, uint32_t micro, uint32_t slot,
+                      int *resent)
 {
     Ramtrain__Envelope e;
     Ramtrain__GradReady g = RAMTRAIN__GRAD_READY__INIT;
@@ -222,7 +276,7 @@ static int grad_ready(drv *d, uint32_t block, uint64_t step, uint32_t micro, uin
     g.has_slot = 1, g.slot = slot;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_GRAD_READY;
     e.grad_ready = &g;
-    Ramtrain__Envelope *r = call(d, &e, d->timeout_ms);
+    Ramtrain__Envelope *r = call_retry(d, &e, resent);
     if (r == NULL)
         return -1;
     if (r->body_case != RAMTRAIN__ENVELOPE__BODY_ACK)
@@ -315,11 +369,15 @@ int main(int argc, char **argv)
                                 l->t[i].numel);
                     free(tmp);
                 }
-                int rc = grad_ready(d, (uint32_t)b, s, (uint32_t)m, slot);
+                int resent;
+                int rc = grad_ready(d, (uint32_t)b, s, (uint32_t)m, slot, &resent);
                 if (rc < 0)
                     die("no Ack for GradReady(%d, %llu, %d)", b, (unsigned long long)s, m);
-                if (rc == 1)
+                if (rc == 1 && !resent)
                     die("GradReady(%d, %llu, %d) was taken for a resend", b, (unsigned long long)s, m);
+                if (rc != 1 && resent)
+                    die("GradReady(%d, %llu, %d), interrupted by the paramserver's death, was "
+                        "not finished by its restart (counted again)", b, (unsigned long long)s, m);
                 if (++acked == kill_after) {
                     fprintf(stderr, "ps_driver: SIGKILL to paramserver pid %u after %d GradReady\n",
                             d->ps_pid, acked);
@@ -329,7 +387,7 @@ int main(int argc, char **argv)
                     connect_sock(d);
                     hello(d, d->timeout_ms);
                     /* the last one again: it must be recognised */
-                    if (grad_ready(d, (uint32_t)b, s, (uint32_t)m, slot) != 1)
+                    if (grad_ready(d, (uint32_t)b, s, (uint32_t)m, slot, NULL) != 1)
                         die("the resent GradReady(%d, %llu, %d) was not acknowledged as a "
                             "duplicate after the restart", b, (unsigned long long)s, m);
                     fetch(d, (uint32_t)b, s, &mb);
@@ -373,6 +431,14 @@ int main(int argc, char **argv)
         int got_fetch = 0, got_step = 0;
         while (!got_step) {
             r = recv_reply(d, d->timeout_ms);
+            if (r == NULL && ps_dead(d)) {
+                /* died inside the step: the restart finishes it; ask again */
+                reconnect(d);
+                if (!got_fetch)
+                    send_only(d, &ef);
+                send_only(d, &e);
+                continue;
+            }
             if (r == NULL)
                 die("no reply to ApplyStep(%llu) within %d ms", (unsigned long long)s, d->timeout_ms);
             if (r->body_case == RAMTRAIN__ENVELOPE__BODY_ERROR_REPLY)
@@ -451,6 +517,8 @@ int main(int argc, char **argv)
         r = call_expect(d, &e, RAMTRAIN__ENVELOPE__BODY_SHUTDOWN);
         env_free(r);
     }
+    if (d->restarts > 0)
+        printf("restarts %d\n", d->restarts);
     if (mb.base != NULL)
         munmap(mb.base, mb.len);
     zmq_close(d->sock);

@@ -17,6 +17,11 @@ Cases:
   sigkill      the paramserver SIGKILLed between GradReady messages and
                restarted: byte-identical to the uninterrupted run; the resent
                GradReady is acknowledged as a duplicate
+  crash_inside the paramserver SIGKILLed (RAMTRAIN_FAULT) inside an
+               accumulation (micro 0, micro 1), inside a resident block's step,
+               inside a spilled block's step and in the middle of a spill
+               write-back, restarted with 1 or 3 threads: the undo journal /
+               spill slots recover it, byte-identical to the uninterrupted run
   checkpoint   resume from step-10 and train on: identical to uninterrupted;
                resume and re-save: identical files
   spill        ram_budget below the state size: optimizer state spilled to a
@@ -102,16 +107,21 @@ class Ctx:
     def endpoint(self, run_id):
         return "ipc://" + self.path("run-" + run_id, "sock", "paramserver")
 
-    def start(self, args, log):
+    def start(self, args, log, fault=None):
         f = open(log, "ab")
-        return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=self.env())
+        env = self.env()
+        if fault:
+            env["RAMTRAIN_FAULT"] = fault
+        return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env)
 
     def drive(self, run_id, ps_args, steps, ckpt=None, kill_after=None, dump_w=None,
-              shutdown=True, remove=True, grads=None):
-        """Runs the paramserver and the driver; restarts the paramserver when the
-        driver kills it. Returns (driver stdout, number of restarts)."""
+              shutdown=True, remove=True, grads=None, fault=None, restart_args=None):
+        """Runs the paramserver and the driver; restarts the paramserver when it
+        dies of SIGKILL (the driver's --kill-after, or RAMTRAIN_FAULT=fault, set
+        for the first start only), with restart_args when given. Returns (driver
+        stdout, number of restarts)."""
         log = self.path("ps-%s.log" % run_id)
-        ps = self.start(ps_args, log)
+        ps = self.start(ps_args, log, fault)
         d = [self.driver, "--endpoint", self.endpoint(run_id), "--run-id", run_id,
              "--grads", grads or self.path("grads"), "--steps", str(steps), "--micro", str(MICRO),
              "--max-grad-norm", repr(OPT["max_norm"]), "--timeout-ms", "60000"]
@@ -129,7 +139,7 @@ class Ctx:
         while drv.poll() is None and time.time() < deadline:
             if ps.poll() is not None and ps.returncode == -signal.SIGKILL:
                 restarts += 1
-                ps = self.start(ps_args, log)
+                ps = self.start(restart_args or ps_args, log)
             time.sleep(0.02)
         out, err = drv.communicate(timeout=30)
         try:
@@ -388,6 +398,56 @@ def case_sigkill(ctx, model_dir, ref_ck):
                   "sigkill: result byte-identical to the uninterrupted run")
 
 
+def crash_run(ctx, label, run, args, restart_args, fault, steps, first, ref, grads=None):
+    """Trains `first` steps, then on to `steps` with the paramserver started
+    with RAMTRAIN_FAULT=fault (killed inside an operation) and restarted with
+    restart_args; checks the restart recovered it and the files equal ref."""
+    ck = ctx.path("ck-" + run)
+    ctx.drive(run, args, first, remove=False, grads=grads)
+    out, restarts = ctx.drive(run, args, steps, ckpt=ck, fault=fault, restart_args=restart_args,
+                              grads=grads)
+    log = open(ctx.path("ps-%s.log" % run)).read()
+    recovered = [ln.split(": ", 1)[-1][:110] for ln in log.splitlines()
+                 if "undo journal: block" in ln or "after the restart" in ln
+                 or ("spill slot" in ln and "fault injection" not in ln)]
+    ctx.check(restarts == 1 and "fault injection: SIGKILL" in log and "restarts 1" in out
+              and recovered,
+              "crash_inside: %s: killed inside it (%s), restarted (%d), recovered: %s"
+              % (label, fault, restarts, "; ".join(recovered[:2]) or "NOTHING"))
+    ctx.check(ckpt_files_equal(os.path.join(ck, "step-%d" % steps), ref),
+              "crash_inside: %s: byte-identical to the uninterrupted run" % label)
+
+
+def case_crash_inside(ctx, model_dir, ref_ck):
+    """Blocks: 0 embed (1 chunk), 1 and 2 decoder layers (9 chunks), 3 norm +
+    lm_head (2 chunks). The fault fires at step 7, so m and v are not zero."""
+    src = ["--model", model_dir]
+    for k, (label, fault, threads) in enumerate((
+            ("accumulation of micro 0, block 1", "accum:1:0:3", 1),
+            ("accumulation of micro 1, block 2", "accum:2:1:4", 3),
+            ("accumulation of micro 0, block 3 (after its last chunk)", "accum:3:0:2", 3),
+            ("step of resident block 1", "step:1:5", 3),
+            ("step of resident block 2", "step:2:2", 1))):
+        run = "ci%d_%d" % (k, os.getpid())
+        crash_run(ctx, label + ", restart with %d threads" % threads, run,
+                  ctx.ps_args(run, src), ctx.ps_args(run, src, threads=threads), fault,
+                  STEPS, 7, ref_ck)
+
+
+def case_crash_spill(ctx, spill_model, ref, budget, gdir):
+    """The spill model: block 0 resident, blocks 1..7 spilled; 4 steps."""
+    src = ["--model", spill_model]
+    extra = ["--ram-budget", str(budget), "--spill-dir", ctx.path()]
+    for k, (label, fault, threads) in enumerate((("step of spilled block 3", "step:3:2", 1),
+                                  ("spill write-back of block 5", "spillwrite:5", 3),
+                                  ("step of spilled block 1 (first spilled)", "step:1:1", 3))):
+        run = "cs%d_%d" % (k, os.getpid())
+        crash_run(ctx, label + ", restart with %d threads" % threads, run,
+                  ctx.ps_args(run, src, extra=extra),
+                  ctx.ps_args(run, src, threads=threads, extra=extra), fault, 4, 2, ref,
+                  grads=gdir)
+
+
 def case_checkpoint(ctx, model_dir, ref_ck):
     run = "c1_%d" % os.getpid()
     ck = ctx.path("ck-" + run)
@@ -407,7 +467,10 @@ def case_checkpoint(ctx, model_dir, ref_ck):
 
 
 def layout_bytes(cfg, compute_size=4, gslots=2):
-    """Mirror of lb_layout_finish: (resident, total, opt) bytes per block."""
+    """Mirror of lb_layout_finish: (resident, total, slot) bytes per block; slot:
+    one slot of a spilled block's extent (what a staging buffer holds): m, v and
+    the fp32 master (in the layout's optimizer section with bf16 compute, added
+    to the slot with fp32 compute)."""
     out = []
     shapes = tw.weight_shapes(cfg)
     blocks = [["model.embed_tokens.weight"]]
@@ -420,7 +483,7 @@ def layout_bytes(cfg, compute_size=4, gslots=2):
         f = sum(al(int(np.prod(shapes[n])) * 4, 4096) for n in names)
         pos = 4096 + w * (1 + gslots) + f
         opt = f * (2 if compute_size == 4 else 3)
-        out.append((al(pos, 2 << 20), al(pos + opt, 2 << 20), opt))
+        out.append((al(pos, 2 << 20), al(pos + opt, 2 << 20), 3 * f))
     return out
 
 
@@ -452,6 +515,7 @@ def case_spill(ctx):
                   ("io_uring" if i == 1 else "pread/pwrite"))
     ref = torch_reference(w0, grads, 4)
     compare_torch(ctx, "spill", results[1], ref)
+    return model_dir, results[0], budget, gdir
 
 
 def make_grads_dir(ctx, cfg, seed, name, steps):
@@ -496,6 +560,9 @@ def case_errors(ctx, model_dir, ck_root):
     blk = os.path.join(ctx.shm, "ramtrain.%s.0.1" % run)
     ctx.check(os.path.exists(blk), "errors: the blocks outlive the paramserver (%s)" % blk)
     ctx.check(os.stat(blk).st_mode & 0o777 == 0o600, "errors: block objects have mode 0600")
+    jrn = os.path.join(ctx.shm, "ramtrain.%s.0.journal" % run)
+    ctx.check(os.path.exists(jrn) and os.stat(jrn).st_mode & 0o777 == 0o600,
+              "errors: the shard's undo journal outlives it too, mode 0600 (%s)" % jrn)
     # restart on intact blocks continues from the committed step
     out, _ = ctx.drive(run, args, 3, shutdown=True, remove=False)
     ctx.check(out.count("step ") == 1 and out.startswith("step 2"),
@@ -519,8 +586,9 @@ def case_errors(ctx, model_dir, ck_root):
         p = subprocess.run([ctx.ramtrain, "clean", "--run-id", run], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, env=ctx.env())
         left = [n for n in os.listdir(ctx.shm) if n.startswith("ramtrain.%s." % run)]
-        ctx.check(p.returncode == 0 and not left and "4 objects" in p.stdout.decode(),
-                  "errors: `ramtrain clean --run-id` removes the run's blocks (%s)"
+        ctx.check(p.returncode == 0 and not left and "5 objects" in p.stdout.decode()
+                  and "journal" in p.stdout.decode(),
+                  "errors: `ramtrain clean --run-id` removes the run's 4 blocks and journal (%s)"
                   % p.stdout.decode().strip().splitlines()[-1])
     ctx.clean_shm(run)
     # checkpoints: truncated, without DONE
@@ -707,8 +775,12 @@ def main():
             ck_root = case_checkpoint(ctx, model_dir, ref_ck)
         if not only or "io" in only:
             case_io_kinds(ctx, model_dir, ref_ck)
-        if not only or "spill" in only:
-            case_spill(ctx)
+        if not only or "crash_inside" in only:
+            case_crash_inside(ctx, model_dir, ref_ck)
+        if not only or "spill" in only or "crash_inside" in only:
+            spill = case_spill(ctx)
+            if not only or "crash_inside" in only:
+                case_crash_spill(ctx, *spill)
         if not only or "errors" in only:
             case_errors(ctx, model_dir, ck_root)
         if not only or "messages" in only:

@@ -5,22 +5,49 @@
  * training state fits in ram_budget (in block order, after W, G and the
  * accumulators of all blocks, which must fit) keep master/m/v in the object;
  * the others are created without it and keep it in one spill file, an extent
- * of lb_layout.opt_bytes per block at 4 KiB-aligned offsets. Three staging
- * buffers of the largest extent carry spilled state through an optimizer
- * step: while block j is updated, block j+1's extent is being read and block
+ * of two slots per block at 4 KiB-aligned offsets (a slot: lb_layout.opt_bytes,
+ * plus the fp32 master with fp32 compute, whose W is otherwise the master).
+ * Three staging buffers of one slot carry spilled state through an optimizer
+ * step: while block j is updated, block j+1's slot is being read and block
  * j-1's written back.
+ *
+ * Crash recovery (ps_store.h, Restarts). In-place updates of shared memory
+ * (accum += G; the step of a resident block) run chunk by chunk under the
+ * undo journal: per pool thread a record {next, undo} and an undo area of
+ * ADAMW_CHUNK floats per array the operation rewrites. Thread v takes global
+ * chunks v, v + n, v + 2n ... (the static split of adamw_pool_step) and for
+ * each copies the old values to its undo area, publishes undo = chunk + 1,
+ * runs the kernel and publishes next + 1 (release stores; a SIGKILL is
+ * precise, so program order is what the next incarnation sees). A chunk is
+ * done iff it is among the first `next` of its thread; the chunk in progress
+ * is the next one, and its undo area is valid iff `undo` names it (so undo
+ * needs no clearing after next + 1: a stale undo names a done chunk and is
+ * ignored). Recovery replays each crashed thread's remaining chunks as a
+ * "virtual thread" on the current pool, journaling as it goes, so a kill
+ * during recovery is recovered the same way. A spilled block's step needs no
+ * undo: it computes from the slot version % 2 into staging, with each chunk
+ * of the accumulator copied into a scratch area (the kernel zeroes the copy),
+ * writes slot (version + 1) % 2, and its version store is the commit; the
+ * accumulator is zeroed after that. W, the one array rewritten in place
+ * there, is a function of the new master and is rewritten identically by a
+ * redo.
  *
  * Rejected: spilling W. The worker streams W every micro-batch; the
  * optimizer state is touched once per step, so it is what belongs on NVMe.
+ * Rejected: a redo log (write the new values to the journal, then copy):
+ * it doubles the writes of every chunk; the undo copy is of data the kernel
+ * is about to read anyway, into an area that stays in L2.
  */
 #include "services/paramserver/ps_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +60,54 @@
 
 #define PS_STAGES 3                    /* staging buffers: read-ahead, update, write-back */
 #define PS_IO_CHUNK (8u << 20)         /* bytes per spill I/O request */
+
+#define PS_JOURNAL_MAGIC 0x4c4e524a54524d52ull /* "RMRTJRNL" little-endian */
+#define PS_JOURNAL_VERSION 1u
+#define PS_JOURNAL_ARRAYS 4            /* arrays a step rewrites: master, m, v, accum */
+
+/* One (virtual) thread's progress through an operation. 64 bytes: threads
+ * publish to their own cache line. */
+typedef struct ps_jthread {
+    _Atomic uint64_t next;             /* chunks of this thread's share done */
+    _Atomic uint64_t undo;             /* global chunk + 1 whose old values the undo area
+                                          holds; 0: none */
+    uint64_t pad[6];
+} ps_jthread;
+
+/* The journal object: this header, then cap_threads undo areas of
+ * PS_JOURNAL_ARRAYS x ADAMW_CHUNK floats at PS_JOURNAL_UNDO_OFF. */
+typedef struct ps_jhdr {
+    uint64_t magic;                    /* PS_JOURNAL_MAGIC */
+    uint32_t version;                  /* PS_JOURNAL_VERSION */
+    uint32_t header_bytes;             /* sizeof(ps_jhdr) */
+    uint32_t chunk;                    /* ADAMW_CHUNK */
+    uint32_t cap_threads;              /* undo areas in the object */
+    uint64_t map_bytes;                /* size of the object */
+    _Atomic uint32_t op;               /* bs_op the records describe; IDLE: none */
+    uint32_t block;                    /* model block index */
+    uint64_t step;                     /* ACCUM: accum_step; STEP: the step applied */
+    uint32_t micro, slot;              /* ACCUM: micro-batch and G slot */
+    uint32_t n_threads;                /* threads (records) of the operation */
+    uint32_t pad0;
+    ps_jthread th[ADAMW_MAX_THREADS];
+} ps_jhdr;
+
+#define PS_JOURNAL_UNDO_OFF lb_align_up(sizeof(ps_jhdr), LB_ALIGN_TENSOR)
+#define PS_JOURNAL_UNDO_BYTES ((uint64_t)PS_JOURNAL_ARRAYS * ADAMW_CHUNK * sizeof(float))
+
+typedef enum ps_fault_kind {
+    PS_FAULT_NONE = 0,
+    PS_FAULT_ACCUM,
+    PS_FAULT_STEP,
+    PS_FAULT_SPILLWRITE,
+} ps_fault_kind;
+
+typedef struct ps_fault {
+    ps_fault_kind kind;
+    int block;
+    uint32_t micro;
+    uint64_t chunks;
+} ps_fault;
 
 typedef struct ps_stage {
     void *buf;                         /* opt_bytes of the largest spilled block, IO_ALIGN */
@@ -59,6 +134,9 @@ struct ps_store {
     ps_stage stage[PS_STAGES];
     uint64_t stage_bytes;
     ckpt_staging ckpt_stage;           /* gather buffers of checkpoint writes */
+    ps_jhdr *jh;                       /* the undo journal, mapped; NULL before it is opened */
+    char journal_path[BS_NAME_LEN + 16];
+    ps_fault fault;                    /* PS_ENV_FAULT; kind NONE when unset */
     int n_spilled;
     /* ApplyStep in progress */
     bool stepping;
@@ -109,11 +187,16 @@ static float *opt_ptr(const ps_block *pb, void *extent, lb_section sec, int i)
     return (float *)((char *)extent + (l->sec_off[sec] - l->opt_off) + l->t[i].offset_f32);
 }
 
-/* Master weights of tensor i: W itself with fp32 compute. */
+/* Master weights of tensor i: W itself with fp32 compute, except that a
+ * spilled fp32 block's slot (extent not NULL) carries its own master after
+ * m and v, of which W is a copy. */
 static float *master_ptr(const ps_block *pb, void *extent, int i)
 {
-    if (pb->l->compute == DT_F32)
-        return lb_tensor_ptr(pb->l, pb->shm.base, LB_SEC_W, i);
+    const lb_layout *l = pb->l;
+    if (l->compute == DT_F32 && pb->spilled && extent != NULL)
+        return (float *)((char *)extent + l->opt_bytes + l->t[i].offset_f32);
+    if (l->compute == DT_F32)
+        return lb_tensor_ptr(l, pb->shm.base, LB_SEC_W, i);
     return opt_ptr(pb, extent, LB_SEC_MASTER, i);
 }
 
@@ -121,19 +204,36 @@ static float *master_ptr(const ps_block *pb, void *extent, int i)
 static void w_from_master(const ps_block *pb, void *extent, int i)
 {
     const lb_layout *l = pb->l;
-    if (l->compute == DT_F32)
+    float *master = master_ptr(pb, extent, i);
+    void *w = lb_tensor_ptr(l, pb->shm.base, LB_SEC_W, i);
+    if (l->compute == DT_F32) {
+        if (master != w)
+            memcpy(w, master, l->t[i].numel * sizeof(float));
         return;
-    dt_from_f32(l->compute, master_ptr(pb, extent, i), lb_tensor_ptr(l, pb->shm.base, LB_SEC_W, i),
-                l->t[i].numel);
+    }
+    dt_from_f32(l->compute, master, w, l->t[i].numel);
 }
 
 /* ---- spill I/O ------------------------------------------------------------ */
 
-static int stage_io(ps_store *s, int st, int b, bool write, rt_err *err)
+static int stage_wait(ps_store *s, int st, rt_err *err);
+
+/* Spill slot of block b that holds its state at its current version. */
+static int cur_slot(ps_store *s, int b)
+{
+    return (int)(atomic_load(&blk(s, b)->shm.hdr->version) % 2);
+}
+
+/* Submits the read (or write) of slot `slot` of block b's extent into (from)
+ * stage st. */
+static int stage_io(ps_store *s, int st, int b, bool write, int slot, rt_err *err)
 {
     ps_block *pb = blk(s, b);
     ps_stage *g = &s->stage[st];
-    uint64_t len = pb->l->opt_bytes;
+    uint64_t len = pb->slot_bytes, base = pb->spill_off + (uint64_t)slot * pb->slot_bytes;
+    bool fault = write && s->fault.kind == PS_FAULT_SPILLWRITE && s->fault.block == b;
+    if (fault)
+        len = lb_align_up(len / 2, LB_ALIGN_TENSOR); /* half, then die (below) */
     io_req reqs[64];
     int nr = 0;
     g->block = b;
@@ -142,7 +242,7 @@ static int stage_io(ps_store *s, int st, int b, bool write, rt_err *err)
     for (uint64_t off = 0; off < len;) {
         uint64_t n = len - off < PS_IO_CHUNK ? len - off : PS_IO_CHUNK;
         reqs[nr++] = (io_req){.fd = s->spill_fd, .write = write, .buf = (char *)g->buf + off,
-                              .len = n, .off = pb->spill_off + off, .user = g};
+                              .len = n, .off = base + off, .user = g};
         off += n;
         if (nr == 64 || off == len) {
             g->outstanding += nr;
@@ -153,6 +253,12 @@ static int stage_io(ps_store *s, int st, int b, bool write, rt_err *err)
             }
             nr = 0;
         }
+    }
+    if (fault) {
+        log_warn("fault injection: SIGKILL after writing half of block %d's spill slot %d", b,
+                 slot);
+        stage_wait(s, st, NULL);
+        raise(SIGKILL);
     }
     return 0;
 }
@@ -177,20 +283,435 @@ static int stage_wait(ps_store *s, int st, rt_err *err)
     return 0;
 }
 
-/* Reads block b's extent into stage st and waits. */
+/* Reads block b's current slot into stage st and waits. */
 static int spill_read_sync(ps_store *s, int st, int b, rt_err *err)
 {
-    int rc = stage_io(s, st, b, false, err);
+    int rc = stage_io(s, st, b, false, cur_slot(s, b), err);
     return rc < 0 ? rc : stage_wait(s, st, err);
 }
 
-static int spill_write_sync(ps_store *s, int st, int b, rt_err *err)
+static int spill_write_sync(ps_store *s, int st, int b, int slot, rt_err *err)
 {
-    int rc = stage_io(s, st, b, true, err);
+    int rc = stage_io(s, st, b, true, slot, err);
     return rc < 0 ? rc : stage_wait(s, st, err);
+}
+
+/* ---- fault injection ------------------------------------------------------------ */
+
+/* Parses PS_ENV_FAULT (ps_store.h) into s->fault. */
+static int parse_fault(ps_store *s, rt_err *err)
+{
+    const char *v = getenv(PS_ENV_FAULT);
+    s->fault = (ps_fault){.kind = PS_FAULT_NONE};
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    ps_fault f = {.kind = PS_FAULT_NONE};
+    unsigned long long chunks = 0;
+    unsigned micro = 0;
+    int block = -1, end = 0;
+    if (sscanf(v, "accum:%d:%u:%llu%n", &block, &micro, &chunks, &end) == 3 && v[end] == '\0')
+        f = (ps_fault){.kind = PS_FAULT_ACCUM, .block = block, .micro = micro, .chunks = chunks};
+    else if (end = 0, sscanf(v, "step:%d:%llu%n", &block, &chunks, &end) == 2 && v[end] == '\0')
+        f = (ps_fault){.kind = PS_FAULT_STEP, .block = block, .chunks = chunks};
+    else if (end = 0, sscanf(v, "spillwrite:%d%n", &block, &end) == 1 && v[end] == '\0')
+        f = (ps_fault){.kind = PS_FAULT_SPILLWRITE, .block = block};
+    if (f.kind == PS_FAULT_NONE || block < 0)
+        return err_set(err, -EINVAL,
+                       "%s=\"%s\": expected accum:<block>:<micro>:<chunks>, "
+                       "step:<block>:<chunks> or spillwrite:<block>",
+                       PS_ENV_FAULT, v);
+    s->fault = f;
+    log_warn("fault injection armed: %s=%s (SIGKILL inside that operation)", PS_ENV_FAULT, v);
+    return 0;
+}
+
+/* ---- the undo journal ----------------------------------------------------------- */
+
+static uint64_t journal_bytes(uint32_t cap_threads)
+{
+    return lb_align_up(PS_JOURNAL_UNDO_OFF + cap_threads * PS_JOURNAL_UNDO_BYTES, LB_ALIGN_BLOCK);
+}
+
+/* Undo area of (virtual) thread v: PS_JOURNAL_ARRAYS x ADAMW_CHUNK floats. */
+static float *journal_undo(const ps_store *s, int v)
+{
+    return (float *)((char *)s->jh + PS_JOURNAL_UNDO_OFF + (uint64_t)v * PS_JOURNAL_UNDO_BYTES);
+}
+
+static void journal_unmap(ps_store *s)
+{
+    if (s->jh != NULL)
+        munmap(s->jh, s->jh->map_bytes);
+    s->jh = NULL;
+}
+
+/* Maps the journal at s->journal_path. create: a new object for cap_threads
+ * threads (O_EXCL); else the existing one, validated. -ENOENT when there is
+ * none to attach. */
+static int journal_map(ps_store *s, bool create, uint32_t cap_threads, rt_err *err)
+{
+    const char *p = s->journal_path;
+    int fd = open(p, O_RDWR | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
+    if (fd < 0)
+        return errno == ENOENT && !create
+                   ? -ENOENT
+                   : err_set(err, -errno, "undo journal %s: %s", p, strerror(errno));
+    int rc = 0;
+    struct stat st;
+    uint64_t size = journal_bytes(cap_threads);
+    void *m = MAP_FAILED;
+    if (create && ftruncate(fd, (off_t)size) < 0) {
+        rc = err_set(err, -errno, "undo journal %s: cannot size it to %.1f MiB: %s", p,
+                     size / 1048576.0, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = err_set(err, -errno, "undo journal %s: fstat: %s", p, strerror(errno));
+        goto out;
+    }
+    size = (uint64_t)st.st_size;
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || size < PS_JOURNAL_UNDO_OFF) {
+        rc = err_set(err, -EBADMSG,
+                     "undo journal %s is not a regular file of this user of at least %llu "
+                     "bytes: not this run's journal",
+                     p, (unsigned long long)PS_JOURNAL_UNDO_OFF);
+        goto out;
+    }
+    m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        rc = err_set(err, -errno, "undo journal %s: mapping: %s", p, strerror(errno));
+        goto out;
+    }
+    ps_jhdr *j = m;
+    if (create) {
+        j->version = PS_JOURNAL_VERSION;
+        j->header_bytes = sizeof *j;
+        j->chunk = ADAMW_CHUNK;
+        j->cap_threads = cap_threads;
+        j->map_bytes = size;
+        atomic_store_explicit(&j->op, BS_OP_IDLE, memory_order_relaxed);
+        atomic_store_explicit((_Atomic uint64_t *)&j->magic, PS_JOURNAL_MAGIC,
+                              memory_order_release);
+    } else if (j->magic != PS_JOURNAL_MAGIC || j->version != PS_JOURNAL_VERSION ||
+               j->header_bytes != sizeof *j || j->chunk != ADAMW_CHUNK ||
+               j->cap_threads < 1 || j->cap_threads > ADAMW_MAX_THREADS ||
+               j->map_bytes != size || journal_bytes(j->cap_threads) != size) {
+        rc = err_set(err, -EBADMSG,
+                     "undo journal %s: magic 0x%016llx, version %u, header %u bytes, chunk %u, "
+                     "%u threads, %llu bytes: not a journal of this ramtrain (expected magic "
+                     "0x%016llx, version %u, header %zu, chunk %u)",
+                     p, (unsigned long long)j->magic, j->version, j->header_bytes, j->chunk,
+                     j->cap_threads, (unsigned long long)size,
+                     (unsigned long long)PS_JOURNAL_MAGIC, PS_JOURNAL_VERSION, sizeof *j,
+                     ADAMW_CHUNK);
+        goto out;
+    }
+    s->jh = j;
+    m = MAP_FAILED;
+out:
+    if (m != MAP_FAILED)
+        munmap(m, size);
+    close(fd);
+    if (rc < 0 && create)
+        unlink(p);
+    return rc;
+}
+
+/* Sets s->journal_path: in the directory of the shard's first block. */
+static int journal_path(ps_store *s, rt_err *err)
+{
+    char bp[BS_NAME_LEN];
+    snprintf(bp, sizeof bp, "%s", s->blocks[0].shm.path);
+    char *slash = strrchr(bp, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    if (snprintf(s->journal_path, sizeof s->journal_path, "%s/ramtrain.%s.%d.journal",
+                 slash != NULL ? bp : ".", s->run_id, s->c.shard) >= (int)sizeof s->journal_path)
+        return err_set(err, -ENAMETOOLONG, "undo journal path under %s is too long", bp);
+    return 0;
+}
+
+/* Creates the journal: for a new shard (a journal left without blocks is
+ * meaningless and replaced), or anew with room for `threads` undo areas when
+ * the one attached has fewer (nothing is recorded in it after recovery). */
+static int journal_create(ps_store *s, uint32_t threads, rt_err *err)
+{
+    journal_unmap(s);
+    if (unlink(s->journal_path) < 0 && errno != ENOENT)
+        return err_set(err, -errno, "undo journal %s: cannot replace it: %s", s->journal_path,
+                       strerror(errno));
+    return journal_map(s, true, threads, err);
+}
+
+static int journal_fit(ps_store *s, uint32_t threads, rt_err *err)
+{
+    return s->jh->cap_threads >= threads ? 0 : journal_create(s, threads, err);
+}
+
+/* ---- in-place operations, chunk by chunk -------------------------------------------- */
+
+/* One operation on one block, run on the pool by op_thread. */
+typedef struct ps_op {
+    ps_store *s;
+    int op;                            /* BS_OP_ACCUM or BS_OP_STEP */
+    int n_t;                           /* tensors */
+    uint64_t c0[LB_MAX_TENSORS + 1];   /* first global chunk of each tensor; [n_t]: total */
+    uint64_t numel[LB_MAX_TENSORS];
+    float *arr[LB_MAX_TENSORS][PS_JOURNAL_ARRAYS]; /* fp32 arrays rewritten: accum (ACCUM);
+                                                      master, m, v, accum (STEP) */
+    int n_arr;
+    const void *g[LB_MAX_TENSORS];     /* ACCUM: the G slot's tensors, in g_dtype */
+    dt_type g_dtype;
+    adamw_tensor ts[LB_MAX_TENSORS];   /* STEP */
+    adamw_hparams hp;
+    float scale;
+    bool journal;                      /* undo-journal each chunk (else: s->jh unused; a
+                                          spilled step, whose accum goes through scratch) */
+    int nv;                            /* virtual threads: the journal's records */
+    uint64_t kill_after;               /* fault: once this many chunks are done, the next
+                                          chunk begun is half-updated and SIGKILL follows;
+                                          0: none */
+    _Atomic uint64_t chunks;           /* chunks done in this run (fault counting) */
+} ps_op;
+
+static void op_layout(ps_op *o, const lb_layout *l)
+{
+    o->n_t = l->n_tensors;
+    o->c0[0] = 0;
+    for (int i = 0; i < l->n_tensors; i++) {
+        o->numel[i] = l->t[i].numel;
+        o->c0[i + 1] = o->c0[i] + (l->t[i].numel + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+    }
+}
+
+/* The accumulation of G slot `slot` into block pb's accumulator. */
+static void op_accum(ps_op *o, ps_store *s, ps_block *pb, uint32_t slot)
+{
+    const lb_layout *l = pb->l;
+    memset(o, 0, sizeof *o);
+    o->s = s;
+    o->op = BS_OP_ACCUM;
+    op_layout(o, l);
+    o->n_arr = 1;
+    o->g_dtype = l->compute;
+    for (int i = 0; i < l->n_tensors; i++) {
+        o->arr[i][0] = lb_tensor_ptr(l, pb->shm.base, LB_SEC_ACCUM, i);
+        o->g[i] = lb_tensor_ptr(l, pb->shm.base, LB_SEC_G0 + (lb_section)slot, i);
+    }
+}
+
+/* AdamW of step `step` with clip factor `clip` on block pb; extent: the
+ * staging slot of a spilled block, else NULL. */
+static void op_step(ps_op *o, ps_store *s, ps_block *pb, void *extent, uint64_t step, double clip)
+{
+    const lb_layout *l = pb->l;
+    memset(o, 0, sizeof *o);
+    o->s = s;
+    o->op = BS_OP_STEP;
+    op_layout(o, l);
+    o->n_arr = 4;
+    o->hp = (adamw_hparams){.lr = ps_lr(&s->c.opt, step), .beta1 = s->c.opt.beta1,
+                            .beta2 = s->c.opt.beta2, .eps = s->c.opt.eps,
+                            .weight_decay = s->c.opt.weight_decay, .step = step + 1};
+    o->scale = (float)(clip / (double)s->c.opt.micro_batches);
+    for (int i = 0; i < l->n_tensors; i++) {
+        float *master = master_ptr(pb, extent, i);
+        void *w = lb_tensor_ptr(l, pb->shm.base, LB_SEC_W, i);
+        o->ts[i] = (adamw_tensor){
+            .master = master,
+            .m = opt_ptr(pb, extent, LB_SEC_M, i),
+            .v = opt_ptr(pb, extent, LB_SEC_V, i),
+            .accum = lb_tensor_ptr(l, pb->shm.base, LB_SEC_ACCUM, i),
+            .w = (void *)master == w ? NULL : w,
+            .w_dtype = l->compute,
+            .n = l->t[i].numel,
+            .decay = l->t[i].ndim >= 2};
+        o->arr[i][0] = o->ts[i].master;
+        o->arr[i][1] = o->ts[i].m;
+        o->arr[i][2] = o->ts[i].v;
+        o->arr[i][3] = o->ts[i].accum;
+    }
+}
+
+/* Runs global chunk g (the k-th of virtual thread v) on pool thread tid. */
+static void op_chunk(ps_op *o, int v, uint64_t g, uint64_t k, int tid)
+{
+    int i = 0;
+    while (g >= o->c0[i + 1])
+        i++;
+    uint64_t lo = (g - o->c0[i]) * ADAMW_CHUNK;
+    uint64_t hi = o->numel[i] - lo < ADAMW_CHUNK ? o->numel[i] : lo + ADAMW_CHUNK;
+    ps_jhdr *j = o->s->jh;
+    if (o->journal) {
+        float *undo = journal_undo(o->s, v);
+        for (int a = 0; a < o->n_arr; a++)
+            memcpy(undo + (size_t)a * ADAMW_CHUNK, o->arr[i][a] + lo, (hi - lo) * sizeof(float));
+        /* release: the old values are in the undo area before it is named */
+        atomic_store_explicit(&j->th[v].undo, g + 1, memory_order_release);
+    }
+    if (o->kill_after != 0 &&
+        atomic_load_explicit(&o->chunks, memory_order_relaxed) >= o->kill_after)
+        hi = lo + (hi - lo) / 2; /* fault: die with this chunk half-updated (below) */
+    if (o->op == BS_OP_ACCUM) {
+        adamw_accum_range(o->arr[i][0], o->g[i], o->g_dtype, lo, hi);
+    } else if (o->journal) {
+        adamw_step_range(&o->hp, o->scale, &o->ts[i], lo, hi);
+    } else {
+        /* a spilled block: the accumulator stays intact until the commit; the
+         * kernel reads (and zeroes) a copy in this thread's scratch area */
+        float *scratch = journal_undo(o->s, tid);
+        adamw_tensor t = o->ts[i];
+        size_t es = dt_size(t.w_dtype);
+        memcpy(scratch, t.accum + lo, (hi - lo) * sizeof(float));
+        t.master += lo, t.m += lo, t.v += lo, t.accum = scratch, t.n = hi - lo;
+        t.w = t.w != NULL ? (char *)t.w + lo * es : NULL;
+        adamw_step_range(&o->hp, o->scale, &t, 0, hi - lo);
+    }
+    if (o->kill_after != 0 &&
+        atomic_load_explicit(&o->chunks, memory_order_relaxed) >= o->kill_after)
+        raise(SIGKILL);
+    if (o->journal)
+        /* release: the chunk's new values are stored before it counts as done */
+        atomic_store_explicit(&j->th[v].next, k + 1, memory_order_release);
+    if (o->kill_after != 0)
+        atomic_fetch_add_explicit(&o->chunks, 1, memory_order_relaxed);
+}
+
+static void op_thread(void *ctx, int tid, int nt)
+{
+    ps_op *o = ctx;
+    uint64_t total = o->c0[o->n_t];
+    for (int v = tid; v < o->nv; v += nt) {
+        uint64_t k = o->journal ? atomic_load_explicit(&o->s->jh->th[v].next,
+                                                       memory_order_relaxed)
+                                : 0;
+        for (uint64_t g = (uint64_t)v + k * (uint64_t)o->nv; g < total; g += (uint64_t)o->nv, k++)
+            op_chunk(o, v, g, k, tid);
+    }
+}
+
+/* Arms the fault for this operation when PS_ENV_FAULT names it. */
+static void op_arm(ps_op *o, int block, uint32_t micro)
+{
+    const ps_fault *f = &o->s->fault;
+    bool hit = f->block == block &&
+               ((f->kind == PS_FAULT_ACCUM && o->op == BS_OP_ACCUM && f->micro == micro) ||
+                (f->kind == PS_FAULT_STEP && o->op == BS_OP_STEP));
+    if (!hit)
+        return;
+    log_warn("fault injection: SIGKILL after %llu chunks of the %s of block %d",
+             (unsigned long long)f->chunks, o->op == BS_OP_ACCUM ? "accumulation" : "step", block);
+    if (f->chunks == 0)
+        raise(SIGKILL);
+    o->kill_after = f->chunks;
+}
+
+/* Runs o from the start on block `block` (header h). journal: record it in
+ * the undo journal as (block, step, micro, slot) first. Then the block's `op`
+ * mark is set: a block marked is always named by the journal (or spilled). */
+static void op_run(ps_op *o, bs_header *h, bool journal, int block, uint64_t step,
+                   uint32_t micro, uint32_t slot)
+{
+    ps_store *s = o->s;
+    o->journal = journal;
+    o->nv = adamw_pool_threads(s->pool);
+    if (journal) {
+        ps_jhdr *j = s->jh;
+        j->block = (uint32_t)block;
+        j->step = step;
+        j->micro = micro;
+        j->slot = slot;
+        j->n_threads = (uint32_t)o->nv;
+        for (int v = 0; v < o->nv; v++) {
+            atomic_store_explicit(&j->th[v].next, 0, memory_order_relaxed);
+            atomic_store_explicit(&j->th[v].undo, 0, memory_order_relaxed);
+        }
+        atomic_store_explicit(&j->op, (uint32_t)o->op, memory_order_release);
+    }
+    atomic_store_explicit(&h->op, (uint32_t)o->op, memory_order_seq_cst);
+    op_arm(o, block, micro);
+    adamw_pool_run(s->pool, op_thread, o);
+    if (o->kill_after != 0)
+        raise(SIGKILL); /* fault: fewer chunks than asked; die with the op still marked */
+}
+
+/* Marks the journal empty: after the block's header says the op is done. */
+static void journal_idle(ps_store *s)
+{
+    atomic_store_explicit(&s->jh->op, BS_OP_IDLE, memory_order_release);
+}
+
+/* Counts micro in pb's header once its accumulation is complete; then the
+ * journal is free. */
+static void accum_done(ps_store *s, ps_block *pb, uint32_t micro)
+{
+    bs_header *h = pb->shm.hdr;
+    atomic_fetch_or_explicit(&h->accum_micro[micro / 64], 1ull << (micro % 64),
+                             memory_order_release);
+    atomic_store_explicit(&h->accum_count, micro + 1, memory_order_release);
+    atomic_store_explicit(&h->op, BS_OP_IDLE, memory_order_release);
+    journal_idle(s);
+}
+
+/* Marks block pb's update to version `version` done in its header. A
+ * resident block's kernel zeroed the accumulator; a spilled block's is zeroed
+ * here, after the version store that commits its new slot. */
+static void block_done(ps_store *s, ps_block *pb, uint64_t version)
+{
+    bs_header *h = pb->shm.hdr;
+    /* the version store first: until it, a restart redoes the step and
+     * needs the accumulation count (and a spilled block's accumulator) */
+    atomic_store_explicit(&h->version, version, memory_order_release);
+    atomic_store_explicit(&h->accum_count, 0, memory_order_relaxed);
+    if (pb->spilled)
+        for (int i = 0; i < pb->l->n_tensors; i++)
+            memset(lb_tensor_ptr(pb->l, pb->shm.base, LB_SEC_ACCUM, i), 0,
+                   pb->l->t[i].numel * sizeof(float));
+    atomic_store_explicit(&h->op, BS_OP_IDLE, memory_order_release);
+    if (!pb->spilled)
+        journal_idle(s);
+}
+
+/* Recovery of the journaled operation o (set up as when it ran): puts back
+ * the chunk each crashed thread was in, then runs the chunks it had not done,
+ * its records replayed as virtual threads on the current pool. */
+static void op_recover(ps_op *o)
+{
+    ps_store *s = o->s;
+    ps_jhdr *j = s->jh;
+    uint64_t total = o->c0[o->n_t], todo = 0;
+    o->journal = true;
+    o->nv = (int)j->n_threads;
+    for (int v = 0; v < o->nv; v++) {
+        uint64_t k = atomic_load(&j->th[v].next);
+        uint64_t g = (uint64_t)v + k * (uint64_t)o->nv;
+        if (g >= total)
+            continue;
+        todo += (total - g + (uint64_t)o->nv - 1) / (uint64_t)o->nv;
+        if (atomic_load(&j->th[v].undo) != g + 1)
+            continue; /* its chunk g was not touched yet */
+        int i = 0;
+        while (g >= o->c0[i + 1])
+            i++;
+        uint64_t lo = (g - o->c0[i]) * ADAMW_CHUNK;
+        uint64_t hi = o->numel[i] - lo < ADAMW_CHUNK ? o->numel[i] : lo + ADAMW_CHUNK;
+        const float *undo = journal_undo(s, v);
+        for (int a = 0; a < o->n_arr; a++)
+            memcpy(o->arr[i][a] + lo, undo + (size_t)a * ADAMW_CHUNK, (hi - lo) * sizeof(float));
+    }
+    log_info("undo journal: block %u: %llu of %llu chunks of the %s left by %u threads to redo",
+             j->block, (unsigned long long)todo, (unsigned long long)total,
+             o->op == BS_OP_ACCUM ? "accumulation" : "step", j->n_threads);
+    adamw_pool_run(s->pool, op_thread, o);
 }
 
 /* ---- opening ---------------------------------------------------------------- */
+
+/* Bytes of one spill slot of a block of layout l (see the file comment). */
+static uint64_t spill_slot_bytes(const lb_layout *l)
+{
+    return l->opt_bytes + (l->compute == DT_F32 ? l->f32_bytes : 0);
+}
 
 /* Decides which blocks spill: W, G and accum of every block must fit the
  * budget; then whole blocks are kept in block order while they fit, with the
@@ -211,8 +732,8 @@ static int plan_spill(ps_store *s, const lb_layout *ls, bool *spilled, rt_err *e
                        "spill_dir is set: give a spill directory on NVMe or raise the budget",
                        budget / 1048576.0, total / 1048576.0);
     for (int i = 0; i < s->n; i++)
-        if (ls[i].opt_bytes > max_opt)
-            max_opt = ls[i].opt_bytes;
+        if (spill_slot_bytes(&ls[i]) > max_opt)
+            max_opt = spill_slot_bytes(&ls[i]);
     uint64_t need = resident + PS_STAGES * max_opt;
     if (need > budget)
         return err_set(err, -EINVAL,
@@ -296,8 +817,9 @@ typedef struct init_src {
     uint64_t seed;
 } init_src;
 
-/* Fills master (and W), m and v of a freshly created block. */
-static int init_block(ps_store *s, int b, const init_src *src, rt_err *err)
+/* Fills master (and W), m and v of a freshly created block that will be at
+ * version `version` (a spilled block's state goes to slot version % 2). */
+static int init_block(ps_store *s, int b, uint64_t version, const init_src *src, rt_err *err)
 {
     ps_block *pb = blk(s, b);
     const lb_layout *l = pb->l;
@@ -305,7 +827,7 @@ static int init_block(ps_store *s, int b, const init_src *src, rt_err *err)
     int rc = 0;
     if (pb->spilled) {
         extent = s->stage[0].buf;
-        memset(extent, 0, l->opt_bytes);
+        memset(extent, 0, pb->slot_bytes);
     }
     for (int i = 0; i < l->n_tensors && rc == 0; i++) {
         const lb_tensor *lt = &l->t[i];
@@ -336,7 +858,7 @@ static int init_block(ps_store *s, int b, const init_src *src, rt_err *err)
             w_from_master(pb, extent, i);
     }
     if (rc == 0 && pb->spilled)
-        rc = spill_write_sync(s, 0, b, err);
+        rc = spill_write_sync(s, 0, b, (int)(version % 2), err);
     return rc;
 }
 
@@ -408,7 +930,7 @@ static int create_blocks(ps_store *s, const lb_layout *ls, const bool *spilled, 
     if (s->n_spilled > 0 && (rc = open_spill_file(s, true, err)) < 0)
         goto out;
     for (int i = 0; i < s->n; i++)
-        if ((rc = init_block(s, s->first + i, &src, err)) < 0)
+        if ((rc = init_block(s, s->first + i, step, &src, err)) < 0)
             goto out;
     for (int i = 0; i < s->n; i++) {
         bs_header *h = s->blocks[i].shm.hdr;
@@ -435,9 +957,19 @@ static int attach_blocks(ps_store *s, const lb_layout *ls, rt_err *err)
     uint64_t ram = 0;
     for (int i = 0; i < s->n; i++) {
         ps_block *pb = &s->blocks[i];
-        int rc = bs_block_attach(s->run_id, s->c.shard, s->n_model_blocks, &ls[i], &pb->shm, err);
+        int rc = bs_block_attach_flags(s->run_id, s->c.shard, s->n_model_blocks, &ls[i],
+                                       BS_ATTACH_INTERRUPTED, &pb->shm, err);
         if (rc < 0)
             return rc;
+        uint32_t op = atomic_load(&pb->shm.hdr->op);
+        if (op != BS_OP_IDLE)
+            log_warn("layer block %s was interrupted in the middle of %s (version %llu, "
+                     "%u micro-batches of step %llu counted): recovering it",
+                     pb->shm.path, op == BS_OP_ACCUM ? "accumulating a micro-batch"
+                                                     : "an optimizer step",
+                     (unsigned long long)atomic_load(&pb->shm.hdr->version),
+                     atomic_load(&pb->shm.hdr->accum_count),
+                     (unsigned long long)atomic_load(&pb->shm.hdr->accum_step));
         pb->l = &pb->shm.hdr->layout;
         pb->spilled = (pb->shm.hdr->flags & BS_FLAG_SPILLED) != 0;
         ram += pb->shm.map_bytes;
@@ -456,6 +988,124 @@ static int attach_blocks(ps_store *s, const lb_layout *ls, rt_err *err)
              "committed, data cursor %llu",
              s->n, ram / 1048576.0, (unsigned long long)ps_steps_committed(s),
              (unsigned long long)ps_data_cursor(s));
+    return 0;
+}
+
+/* After a restart: the accumulation the journal describes, on block pb. */
+static int finish_interrupted_accum(ps_store *s, ps_block *pb, rt_err *err)
+{
+    bs_header *h = pb->shm.hdr;
+    ps_jhdr *j = s->jh;
+    uint32_t micro = j->micro, count = atomic_load(&h->accum_count);
+    if (j->step != atomic_load(&h->accum_step) || micro >= s->c.opt.micro_batches ||
+        j->slot >= (uint32_t)pb->l->n_gslots)
+        return err_set(err, -EBADMSG,
+                       "layer block %s: the undo journal %s describes accumulating micro %u of "
+                       "step %llu from G slot %u, but the block accumulates step %llu (%u "
+                       "micro-batches, %d slots): they disagree; restore from a checkpoint",
+                       pb->shm.path, s->journal_path, micro, (unsigned long long)j->step,
+                       j->slot, (unsigned long long)atomic_load(&h->accum_step),
+                       s->c.opt.micro_batches, pb->l->n_gslots);
+    bool counted = (atomic_load(&h->accum_micro[micro / 64]) >> (micro % 64)) & 1;
+    if (!counted && count != micro)
+        return err_set(err, -EBADMSG,
+                       "layer block %s: the undo journal %s describes micro %u but the block "
+                       "has %u counted; restore from a checkpoint",
+                       pb->shm.path, s->journal_path, micro, count);
+    if (!counted) {
+        ps_op o;
+        op_accum(&o, s, pb, j->slot);
+        op_recover(&o);
+    }
+    accum_done(s, pb, micro);
+    log_warn("finished accumulating micro-batch %u of step %llu into block %u after the restart",
+             micro, (unsigned long long)j->step, h->block);
+    return 0;
+}
+
+/* After a restart: the step of resident block pb the journal describes. */
+static int finish_interrupted_block_step(ps_store *s, ps_block *pb, rt_err *err)
+{
+    bs_header *h = pb->shm.hdr;
+    ps_jhdr *j = s->jh;
+    uint64_t v = atomic_load(&h->version), step = j->step;
+    if (v == step + 1) {
+        block_done(s, pb, v); /* committed; only the header was left */
+        return 0;
+    }
+    if (v != step || step != atomic_load(&h->steps_committed))
+        return err_set(err, -EBADMSG,
+                       "layer block %s: the undo journal %s describes step %llu but the block "
+                       "holds version %llu with %llu steps committed; restore from a checkpoint",
+                       pb->shm.path, s->journal_path, (unsigned long long)step,
+                       (unsigned long long)v,
+                       (unsigned long long)atomic_load(&h->steps_committed));
+    ps_op o;
+    op_step(&o, s, pb, NULL, step, h->step_clip);
+    op_recover(&o);
+    block_done(s, pb, step + 1);
+    log_warn("finished the step %llu of block %u after the restart", (unsigned long long)step,
+             h->block);
+    return 0;
+}
+
+/* After a restart: every block whose `op` mark says it was killed inside an
+ * in-place update is recovered from the undo journal. A spilled block marked
+ * in its step is finished here when its version store (the commit) was
+ * reached; otherwise it stays marked for finish_interrupted_step, which redoes
+ * it from its old slot. */
+static int finish_interrupted_ops(ps_store *s, rt_err *err)
+{
+    ps_jhdr *j = s->jh;
+    for (int i = 0; i < s->n; i++) {
+        ps_block *pb = &s->blocks[i];
+        bs_header *h = pb->shm.hdr;
+        uint32_t op = atomic_load(&h->op);
+        if (op == BS_OP_IDLE)
+            continue;
+        int rc;
+        if (op == BS_OP_STEP && pb->spilled) {
+            uint64_t v = atomic_load(&h->version), c = atomic_load(&h->steps_committed);
+            if (v == c + 1) {
+                block_done(s, pb, v);
+                log_warn("layer block %u: killed after its step's commit (version %llu in spill "
+                         "slot %llu): finished the header after the restart",
+                         h->block, (unsigned long long)v, (unsigned long long)(v % 2));
+            } else if (v == c) {
+                log_warn("layer block %u: killed in its step before the commit: redoing it from "
+                         "spill slot %llu (version %llu)",
+                         h->block, (unsigned long long)(v % 2), (unsigned long long)v);
+            } else {
+                return err_set(err, -EBADMSG,
+                               "layer block %s: interrupted in a step with version %llu and "
+                               "%llu steps committed; restore from a checkpoint",
+                               pb->shm.path, (unsigned long long)v, (unsigned long long)c);
+            }
+            continue;
+        }
+        if (atomic_load(&j->op) != op || j->block != (uint32_t)(s->first + i))
+            return err_set(err, -EUCLEAN,
+                           "layer block %s was interrupted in the middle of %s, but the undo "
+                           "journal %s describes %s of block %u: the block is half-updated "
+                           "and cannot be recovered; restore from a checkpoint",
+                           pb->shm.path, op == BS_OP_ACCUM ? "accumulating" : "a step",
+                           s->journal_path,
+                           atomic_load(&j->op) == BS_OP_IDLE ? "nothing"
+                           : atomic_load(&j->op) == BS_OP_ACCUM ? "accumulating" : "a step",
+                           j->block);
+        if (j->n_threads < 1 || j->n_threads > j->cap_threads)
+            return err_set(err, -EBADMSG,
+                           "undo journal %s records %u threads but has room for %u: it is "
+                           "damaged; restore from a checkpoint",
+                           s->journal_path, j->n_threads, j->cap_threads);
+        if (op == BS_OP_ACCUM)
+            rc = finish_interrupted_accum(s, pb, err);
+        else
+            rc = finish_interrupted_block_step(s, pb, err);
+        if (rc < 0)
+            return rc;
+    }
+    journal_idle(s); /* a journal left naming a block that had finished */
     return 0;
 }
 
@@ -480,10 +1130,13 @@ static int finish_interrupted_step(ps_store *s, rt_err *err)
                        "steps committed: the blocks are inconsistent; restore from a checkpoint",
                        (unsigned long long)lo, (unsigned long long)hi,
                        (unsigned long long)committed);
-    if (hi == lo + 1) {
+    bool marked = false; /* a spilled block killed before its commit */
+    for (int i = 0; i < s->n; i++)
+        marked |= atomic_load(&s->blocks[i].shm.hdr->op) == BS_OP_STEP;
+    if (hi == lo + 1 || marked) {
         /* Some blocks got step `lo`, the rest did not: finish it. */
         const bs_header *h = s->blocks[0].shm.hdr;
-        log_warn("an optimizer step (step %llu) was interrupted between blocks: finishing it",
+        log_warn("an optimizer step (step %llu) was interrupted: finishing it",
                  (unsigned long long)lo);
         int rc = ps_step_begin(s, lo, h->step_clip, h->step_cursor != UINT64_MAX,
                                h->step_cursor, err);
@@ -594,9 +1247,10 @@ int ps_store_open(const ps_config *c, ps_store **out, rt_err *err)
         if (!sp)
             continue;
         s->blocks[i].spill_off = off;
-        off += ls[i].opt_bytes;
-        if (ls[i].opt_bytes > s->stage_bytes)
-            s->stage_bytes = ls[i].opt_bytes;
+        s->blocks[i].slot_bytes = spill_slot_bytes(&ls[i]);
+        off += 2 * s->blocks[i].slot_bytes;
+        if (s->blocks[i].slot_bytes > s->stage_bytes)
+            s->stage_bytes = s->blocks[i].slot_bytes;
     }
     s->spill_bytes = off;
     void *bufs[PS_STAGES > CKPT_STAGING_COUNT ? PS_STAGES : CKPT_STAGING_COUNT];
@@ -625,13 +1279,23 @@ int ps_store_open(const ps_config *c, ps_store **out, rt_err *err)
         goto fail;
     log_info("I/O engine: %s", io_engine_describe(s->io));
 
+    if ((rc = parse_fault(s, err)) < 0)
+        goto fail;
     if (exists) {
         if (s->n_spilled > 0 && (rc = open_spill_file(s, false, err)) < 0)
             goto fail;
-        if ((rc = finish_interrupted_step(s, err)) < 0)
+        if ((rc = journal_path(s, err)) < 0)
+            goto fail;
+        rc = journal_map(s, false, 0, err);
+        if (rc == -ENOENT)
+            rc = journal_map(s, true, (uint32_t)threads, err);
+        if (rc < 0 || (rc = finish_interrupted_ops(s, err)) < 0 ||
+            (rc = journal_fit(s, (uint32_t)threads, err)) < 0 ||
+            (rc = finish_interrupted_step(s, err)) < 0)
             goto fail;
     } else {
-        if ((rc = create_blocks(s, ls, spilled, err)) < 0) {
+        if ((rc = create_blocks(s, ls, spilled, err)) < 0 || (rc = journal_path(s, err)) < 0 ||
+            (rc = journal_create(s, (uint32_t)threads, err)) < 0) {
             /* nothing of value is in blocks we just made: do not leave them */
             for (int i = 0; i < s->n; i++) {
                 bs_block_close(&s->blocks[i].shm);
@@ -664,6 +1328,9 @@ void ps_store_close(ps_store *s, bool remove_state)
         return;
     io_engine_close(s->io);
     io_engine_close(s->ckpt_io);
+    journal_unmap(s);
+    if (remove_state && s->journal_path[0] != '\0')
+        unlink(s->journal_path);
     for (int i = 0; s->blocks != NULL && i < s->n; i++) {
         bs_block_close(&s->blocks[i].shm);
         if (remove_state)
@@ -742,6 +1409,7 @@ void ps_accum_state(const ps_store *s, uint64_t *step, uint32_t *micros)
 
 /* ---- gradients ---------------------------------------------------------------- */
 
+
 int ps_grad_ready(ps_store *s, int block, uint64_t step, uint32_t micro, uint32_t slot,
                   rt_err *err)
 {
@@ -781,20 +1449,10 @@ int ps_grad_ready(ps_store *s, int block, uint64_t step, uint32_t micro, uint32_
                        "GradReady: block %d step %llu: micro %u arrived before micro %u; "
                        "micro-batches are accumulated in order so results are reproducible",
                        block, (unsigned long long)step, micro, count);
-    const lb_layout *l = pb->l;
-    adamw_accum_job jobs[LB_MAX_TENSORS];
-    for (int i = 0; i < l->n_tensors; i++)
-        jobs[i] = (adamw_accum_job){
-            .accum = lb_tensor_ptr(l, pb->shm.base, LB_SEC_ACCUM, i),
-            .g = lb_tensor_ptr(l, pb->shm.base, LB_SEC_G0 + (lb_section)slot, i),
-            .g_dtype = l->compute,
-            .n = l->t[i].numel};
-    atomic_store_explicit(&h->op, BS_OP_ACCUM, memory_order_seq_cst);
-    adamw_pool_accum(s->pool, jobs, l->n_tensors);
-    atomic_fetch_or_explicit(&h->accum_micro[micro / 64], 1ull << (micro % 64),
-                             memory_order_release);
-    atomic_store_explicit(&h->accum_count, count + 1, memory_order_release);
-    atomic_store_explicit(&h->op, BS_OP_IDLE, memory_order_release);
+    ps_op o;
+    op_accum(&o, s, pb, slot);
+    op_run(&o, h, true, block, step, micro, slot);
+    accum_done(s, pb, micro);
     return 0;
 }
 
@@ -876,37 +1534,6 @@ int ps_step_begin(ps_store *s, uint64_t step, double clip, bool commit, uint64_t
     return 0;
 }
 
-static void run_adamw(ps_store *s, ps_block *pb, void *extent)
-{
-    const lb_layout *l = pb->l;
-    adamw_hparams hp = {.lr = ps_lr(&s->c.opt, s->step), .beta1 = s->c.opt.beta1,
-                        .beta2 = s->c.opt.beta2, .eps = s->c.opt.eps,
-                        .weight_decay = s->c.opt.weight_decay, .step = s->step + 1};
-    adamw_tensor ts[LB_MAX_TENSORS];
-    for (int i = 0; i < l->n_tensors; i++) {
-        bool f32 = l->compute == DT_F32;
-        ts[i] = (adamw_tensor){
-            .master = master_ptr(pb, extent, i),
-            .m = opt_ptr(pb, extent, LB_SEC_M, i),
-            .v = opt_ptr(pb, extent, LB_SEC_V, i),
-            .accum = lb_tensor_ptr(l, pb->shm.base, LB_SEC_ACCUM, i),
-            .w = f32 ? NULL : lb_tensor_ptr(l, pb->shm.base, LB_SEC_W, i),
-            .w_dtype = l->compute,
-            .n = l->t[i].numel,
-            .decay = l->t[i].ndim >= 2};
-    }
-    float scale = (float)(s->clip / (double)s->c.opt.micro_batches);
-    adamw_pool_step(s->pool, &hp, scale, ts, l->n_tensors);
-}
-
-/* Marks block b's update done in its header. */
-static void block_done(ps_store *s, int b)
-{
-    bs_header *h = blk(s, b)->shm.hdr;
-    atomic_store_explicit(&h->accum_count, 0, memory_order_relaxed);
-    atomic_store_explicit(&h->version, s->step + 1, memory_order_release);
-    atomic_store_explicit(&h->op, BS_OP_IDLE, memory_order_release);
-}
 
 /* Index (among spilled blocks, in order) of the next spilled block at or
  * after model block b that still needs the step, or -1. */
@@ -927,7 +1554,7 @@ static int finish_pending_write(ps_store *s, rt_err *err)
     int rc = stage_wait(s, st, err);
     if (rc < 0)
         return rc;
-    block_done(s, s->stage[st].block);
+    block_done(s, blk(s, s->stage[st].block), s->step + 1);
     s->stage[st].block = -1;
     return 0;
 }
@@ -943,7 +1570,7 @@ static int step_spilled(ps_store *s, int b, rt_err *err)
     int rc;
     if (st < 0) {
         st = s->spill_seq % PS_STAGES;
-        if ((rc = stage_io(s, st, b, false, err)) < 0)
+        if ((rc = stage_io(s, st, b, false, cur_slot(s, b), err)) < 0)
             return rc;
     }
     if ((rc = stage_wait(s, st, err)) < 0)
@@ -953,15 +1580,17 @@ static int step_spilled(ps_store *s, int b, rt_err *err)
         int st2 = (s->spill_seq + 1) % PS_STAGES;
         if (s->pending_write == st2 && (rc = finish_pending_write(s, err)) < 0)
             return rc;
-        if ((rc = stage_io(s, st2, nb, false, err)) < 0)
+        if ((rc = stage_io(s, st2, nb, false, cur_slot(s, nb), err)) < 0)
             return rc;
     }
     ps_block *pb = blk(s, b);
-    atomic_store_explicit(&pb->shm.hdr->op, BS_OP_STEP, memory_order_seq_cst);
-    run_adamw(s, pb, s->stage[st].buf);
+    ps_op o;
+    op_step(&o, s, pb, s->stage[st].buf, s->step, s->clip);
+    op_run(&o, pb->shm.hdr, false, b, s->step, 0, 0);
     if ((rc = finish_pending_write(s, err)) < 0)
         return rc;
-    if ((rc = stage_io(s, st, b, true, err)) < 0)
+    /* into the other slot: the current one stays intact until version + 1 */
+    if ((rc = stage_io(s, st, b, true, (int)((s->step + 1) % 2), err)) < 0)
         return rc;
     s->pending_write = st;
     s->spill_seq++;
@@ -992,9 +1621,10 @@ int ps_step_next(ps_store *s, int *block, rt_err *err)
             return rc;
         }
     } else {
-        atomic_store_explicit(&pb->shm.hdr->op, BS_OP_STEP, memory_order_seq_cst);
-        run_adamw(s, pb, NULL);
-        block_done(s, b);
+        ps_op o;
+        op_step(&o, s, pb, NULL, s->step, s->clip);
+        op_run(&o, pb->shm.hdr, true, b, s->step, 0, 0);
+        block_done(s, pb, s->step + 1);
     }
     *block = b;
     return 0;

@@ -19,9 +19,33 @@
  *
  * Restarts: everything a restart needs is in the block headers (committed
  * steps, data cursor, accumulation counts, an ApplyStep in progress with its
- * clip factor). A shard killed between operations resumes exactly; one killed
- * inside an in-place update of a block finds the block's `op` mark and
- * refuses to continue (restore from a checkpoint).
+ * clip factor) and in the shard's undo journal. A shard killed at any point
+ * resumes with bitwise the state of an uninterrupted run:
+ *  - between operations: from the headers;
+ *  - inside an in-place update of a resident block (accumulate, step): the
+ *    block's `op` mark names the journal "ramtrain.<run>.<shard>.journal"
+ *    (shared memory, next to the blocks, mode 0600). The update runs in
+ *    ADAMW_CHUNK-element chunks, each thread saving a chunk's old values to
+ *    its undo area before rewriting it and counting the chunks it finished;
+ *    the restart puts back the chunk in progress of each thread, redoes the
+ *    chunks not counted (with any thread count: the kernels are elementwise)
+ *    and completes the header updates;
+ *  - inside a spilled block's step: its extent has two slots, the current
+ *    one being version % 2; the step reads that slot, writes the other and
+ *    stores version + 1 as its commit point, with the accumulator left intact
+ *    until then, so a restart redoes the block from the old slot or only
+ *    finishes the header.
+ *
+ * Fault injection (tests): PS_ENV_FAULT, read once by ps_store_open, makes
+ * the shard raise SIGKILL on itself inside an operation:
+ *   accum:<block>:<micro>:<chunks>  accumulating micro-batch <micro> into
+ *                                   <block> (the first time: any step)
+ *   step:<block>:<chunks>           <block>'s optimizer step
+ *   spillwrite:<block>              after half of <block>'s spill write-back
+ * With <chunks>, the kill comes once that many chunks are done, in the middle
+ * of the next chunk begun (its first half rewritten); when there is none,
+ * after the last, before the operation is marked done.
+ * Unset or empty: nothing is armed (one predictable branch per chunk).
  *
  * Threads: one caller thread drives a ps_store; the AdamW pool's threads do
  * the arithmetic inside calls.
@@ -37,6 +61,8 @@
 #include "storage/blockstore.h"
 #include "storage/err.h"
 #include "storage/io_engine.h"
+
+#define PS_ENV_FAULT "RAMTRAIN_FAULT"
 
 typedef enum ps_sched {
     PS_SCHED_CONSTANT = 0,
@@ -76,18 +102,22 @@ typedef struct ps_block {
     bs_block shm;
     lb_layout *l;                      /* = &shm.hdr->layout */
     bool spilled;
-    uint64_t spill_off;                /* byte offset of its optimizer state in the spill file */
+    uint64_t spill_off;                /* byte offset of its two-slot extent in the spill file */
+    uint64_t slot_bytes;               /* one slot: opt_bytes, + f32_bytes of master with fp32
+                                          compute (W is then rewritten from it) */
 } ps_block;
 
 typedef struct ps_store ps_store;
 
 /* Opens the shard: attaches to existing blocks (validating them) or creates
- * them, then finishes an ApplyStep a previous incarnation left half-done.
+ * them, then finishes an accumulation or ApplyStep a previous incarnation
+ * left half-done (see Restarts above).
  * Logs what it did (pages, placement, threads, I/O engine, spill). *out is
  * freed with ps_store_close. Errors name the block, file or setting. */
 int ps_store_open(const ps_config *c, ps_store **out, rt_err *err);
 
-/* Unmaps everything; remove_state also deletes the blocks and spill file. */
+/* Unmaps everything; remove_state also deletes the blocks, the journal and
+ * the spill file. */
 void ps_store_close(ps_store *s, bool remove_state);
 
 /* Steps committed (the step being trained now) and the data cursor. */
