@@ -14,6 +14,9 @@
  *   to the two neighbouring bf16 values, in the kernels' vector paths too.
  * - Sums of squares: the documented lane/fold order reimplemented here, equal
  *   for every ISA and thread count, and close to a long double sum.
+ * - The undo-saving variants (adamw_step_range_undo, adamw_accum_range_undo):
+ *   bitwise the arrays of the plain kernels for every ISA and split, the
+ *   undo buffers exactly the old values, the progress count at the end.
  * - Gradient accumulation from f32/bf16/f16, the pool's placement, its
  *   barrier under many runs, and its errors.
  *
@@ -445,6 +448,182 @@ static void test_step_bitwise(void **state)
     }
     tset_free(&init);
     tset_free(&ref);
+}
+
+/* The old values of [lo, hi) of tensor t, for checking an undo. */
+typedef struct undo_snap {
+    float *p, *m, *v, *a;
+} undo_snap;
+
+static void snap_take(undo_snap *u, const adamw_tensor *t, uint64_t lo, uint64_t hi)
+{
+    size_t b = (hi - lo) * sizeof(float) + 1;
+    u->p = malloc(b), u->m = malloc(b), u->v = malloc(b), u->a = malloc(b);
+    assert_true(u->p && u->m && u->v && u->a);
+    memcpy(u->p, t->master + lo, b - 1);
+    memcpy(u->m, t->m + lo, b - 1);
+    memcpy(u->v, t->v + lo, b - 1);
+    memcpy(u->a, t->accum + lo, b - 1);
+}
+
+static void snap_free(undo_snap *u)
+{
+    free(u->p), free(u->m), free(u->v), free(u->a);
+}
+
+/* undo buffers of n floats with a guard float after them, poisoned */
+static float *undo_buf(uint64_t n)
+{
+    float *b = malloc((n + 1) * sizeof(float));
+    assert_non_null(b);
+    memset(b, 0xa5, (n + 1) * sizeof(float));
+    return b;
+}
+
+static void assert_guard(const float *b, uint64_t n, const char *what)
+{
+    uint32_t g;
+    memcpy(&g, b + n, sizeof g);
+    if (g != 0xa5a5a5a5u)
+        fail_msg("%s: undo buffer written past its %llu elements", what, (unsigned long long)n);
+}
+
+static void test_step_undo(void **state)
+{
+    (void)state;
+    adamw_hparams hp = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+    const float gs = 0.7f;
+    tset init, ref;
+    make_odd_set(&init, 43);
+    tset_copy(&ref, &init);
+    /* the reference: the plain kernel, scalar path (equal to the others: test_step_bitwise);
+     * beta1 = 0.3 at step 2 takes the other lerp form */
+    assert_int_equal(use_isa("scalar"), 0);
+    for (uint64_t st = 1; st <= 3; st++) {
+        hp.step = st;
+        hp.beta1 = st == 2 ? 0.3 : 0.9;
+        for (int i = 0; i < ref.n; i++)
+            adamw_step_range(&hp, gs, &ref.t[i], 0, ref.t[i].n);
+        tset_refill_accum(&ref, 2000 + st);
+    }
+    char what[160];
+    for (int k = 0; k < N_ISAS; k++) {
+        if (use_isa(ISAS[k]) < 0)
+            continue;
+        for (int mode = 0; mode < 3; mode++) { /* whole tensors, random splits, chunks */
+            tset s;
+            tset_copy(&s, &init);
+            uint64_t r = 7 + (uint64_t)k * 3 + (uint64_t)mode;
+            for (uint64_t st = 1; st <= 3; st++) {
+                hp.step = st;
+                hp.beta1 = st == 2 ? 0.3 : 0.9;
+                for (int i = 0; i < s.n; i++) {
+                    adamw_tensor *t = &s.t[i];
+                    for (uint64_t lo = 0; lo < t->n || (lo == 0 && t->n == 0);) {
+                        uint64_t piece = mode == 0   ? t->n + 5 /* hi past n: clamped */
+                                         : mode == 2 ? ADAMW_CHUNK
+                                         : rng_next(&r) % 3 == 0 ? 1 + rng_next(&r) % 70
+                                                                 : 1 + rng_next(&r) % 5000;
+                        uint64_t hi = lo + piece, eff = hi < t->n ? hi : t->n;
+                        undo_snap old;
+                        snap_take(&old, t, lo, eff);
+                        uint64_t n = eff > lo ? eff - lo : 0;
+                        float *up = undo_buf(n), *um = undo_buf(n), *uv = undo_buf(n), *ua = undo_buf(n);
+                        uint64_t saved = 0;
+                        bool track = rng_next(&r) % 4 != 0; /* and sometimes no count */
+                        adamw_step_range_undo(&hp, gs, t, lo, hi, up, um, uv, ua, track ? &saved : NULL);
+                        snprintf(what, sizeof what, "%s mode %d step %llu tensor %d [%llu, %llu)",
+                                 ISAS[k], mode, (unsigned long long)st, i, (unsigned long long)lo,
+                                 (unsigned long long)hi);
+                        assert_same(up, old.p, n * sizeof(float), what, i, "undo master");
+                        assert_same(um, old.m, n * sizeof(float), what, i, "undo m");
+                        assert_same(uv, old.v, n * sizeof(float), what, i, "undo v");
+                        assert_same(ua, old.a, n * sizeof(float), what, i, "undo accum");
+                        assert_guard(up, n, what), assert_guard(um, n, what);
+                        assert_guard(uv, n, what), assert_guard(ua, n, what);
+                        if (track && saved != n)
+                            fail_msg("%s: saved = %llu, want %llu", what, (unsigned long long)saved,
+                                     (unsigned long long)n);
+                        free(up), free(um), free(uv), free(ua);
+                        snap_free(&old);
+                        if (t->n == 0)
+                            break;
+                        lo = eff;
+                    }
+                }
+                tset_assert_accum_zero(&s, what);
+                tset_refill_accum(&s, 2000 + st);
+            }
+            snprintf(what, sizeof what, "%s mode %d: undo variant vs plain", ISAS[k], mode);
+            tset_assert_equal(&s, &ref, what);
+            tset_free(&s);
+        }
+    }
+    tset_free(&init);
+    tset_free(&ref);
+}
+
+static void test_accum_undo(void **state)
+{
+    (void)state;
+    const uint64_t n = 2 * ADAMW_CHUNK + 45;
+    static const dt_type gts[] = {DT_F32, DT_BF16, DT_F16, DT_INVALID};
+    float *a0 = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+    float *a = malloc(n * sizeof(float));
+    uint8_t *gbuf = malloc(n * 4 + 8);
+    assert_true(a0 && want && a && gbuf);
+    uint64_t r = 5;
+    for (uint64_t j = 0; j < n; j++)
+        a0[j] = rng_unit(&r);
+    char what[128];
+    for (int gi = 0; gi < 4; gi++) {
+        dt_type gt = gts[gi];
+        void *g = gbuf + 2; /* not even 4-byte aligned */
+        for (uint64_t j = 0; j < n; j++) {
+            float x = rng_unit(&r) * 3.0f;
+            if (j % 53 == 0)
+                x = 0x1p-20f * rng_unit(&r);
+            if (gt == DT_F32 || gt == DT_INVALID)
+                memcpy((uint8_t *)g + 4 * j, &x, 4);
+            else {
+                uint16_t h = gt == DT_BF16 ? dt_f32_to_bf16(x) : dt_f32_to_f16(x);
+                memcpy((uint8_t *)g + 2 * j, &h, 2);
+            }
+        }
+        /* want: the plain kernel (scalar) */
+        assert_int_equal(use_isa("scalar"), 0);
+        memcpy(want, a0, n * sizeof(float));
+        adamw_accum_range(want, g, gt, 0, n);
+        for (int k = 0; k < N_ISAS; k++) {
+            if (use_isa(ISAS[k]) < 0)
+                continue;
+            memcpy(a, a0, n * sizeof(float));
+            uint64_t cuts[] = {0, 1, 2, 9, 17, 40, 1000, 1001, ADAMW_CHUNK + 3, n - 9, n - 8, n};
+            for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
+                uint64_t lo = cuts[c], hi = cuts[c + 1], m = hi - lo;
+                float *old = malloc(m * sizeof(float) + 1), *u = undo_buf(m);
+                assert_non_null(old);
+                memcpy(old, a + lo, m * sizeof(float));
+                uint64_t saved = 0;
+                adamw_accum_range_undo(a, g, gt, lo, hi, u, c % 3 == 2 ? NULL : &saved);
+                snprintf(what, sizeof what, "%s %s [%llu, %llu)", ISAS[k],
+                         gt == DT_INVALID ? "invalid" : dt_name(gt), (unsigned long long)lo,
+                         (unsigned long long)hi);
+                assert_same(u, old, m * sizeof(float), what, 0, "undo accum");
+                assert_guard(u, m, what);
+                if (c % 3 != 2 && saved != m)
+                    fail_msg("%s: saved = %llu, want %llu", what, (unsigned long long)saved,
+                             (unsigned long long)m);
+                free(old), free(u);
+            }
+            snprintf(what, sizeof what, "%s %s", ISAS[k], gt == DT_INVALID ? "invalid" : dt_name(gt));
+            assert_same(a, want, n * sizeof(float), what, 0, "accum");
+        }
+    }
+    free(a0);
+    free(want);
+    free(a);
+    free(gbuf);
 }
 
 static void test_bf16_rounding(void **state)
@@ -885,6 +1064,8 @@ int main(void)
         cmocka_unit_test_teardown(test_sumsq, restore_isa),
         cmocka_unit_test(test_sumsq_many_tensors),
         cmocka_unit_test_teardown(test_accum, restore_isa),
+        cmocka_unit_test_teardown(test_step_undo, restore_isa),
+        cmocka_unit_test_teardown(test_accum_undo, restore_isa),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_pool_idle_sleeps),
     };

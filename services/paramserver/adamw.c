@@ -112,6 +112,32 @@ static aw_k aw_consts(const adamw_hparams *hp, float grad_scale, bool decay)
     return k;
 }
 
+/* ---- undo saving (the _undo kernels; adamw.h) --------------------------------------- */
+
+#define AW_SUB 16                    /* scalar path: elements per undo sub-block */
+
+/* Where the _undo kernels put the old values of element i: p[i - lo] etc.
+ * (fp32 [hi - lo] each); saved: the progress count, NULL for none. */
+typedef struct aw_undo {
+    float *p, *m, *v, *a;
+    uint64_t lo;
+    uint64_t *saved;
+} aw_undo;
+
+/* Publishes that the old values of [u->lo, end) are saved: called after the
+ * undo stores of a sub-block ending at end and before its array stores. The
+ * first fence keeps the undo stores before the count, the second the count
+ * before the array stores that follow (compiler barriers on x86, whose
+ * stores are seen in program order anyway; real fences elsewhere). */
+AW_INLINE void aw_saved(const aw_undo *u, uint64_t end)
+{
+    if (u->saved == NULL)
+        return;
+    atomic_thread_fence(memory_order_release);
+    __atomic_store_n(u->saved, end - u->lo, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_release);
+}
+
 /* ---- scalar element operations (inlined into every path) --------------------------- */
 
 static uint32_t aw_bits(float x)
@@ -188,6 +214,31 @@ static void aw_step_scalar(const aw_k *k, const adamw_tensor *t, uint64_t lo, ui
     aw_elems(k, t, lo, hi);
 }
 
+/* aw_elems saving old values: sub-blocks of AW_SUB, each copied to the undo
+ * area (its lines are then in L1 for the update), published, updated. */
+AW_INLINE void aw_elems_undo(const aw_k *k, const adamw_tensor *t, uint64_t lo, uint64_t hi,
+                             const aw_undo *u)
+{
+    for (uint64_t i = lo; i < hi;) {
+        uint64_t e = hi - i < AW_SUB ? hi : i + AW_SUB;
+        for (uint64_t j = i; j < e; j++) {
+            u->p[j - u->lo] = t->master[j];
+            u->m[j - u->lo] = t->m[j];
+            u->v[j - u->lo] = t->v[j];
+            u->a[j - u->lo] = t->accum[j];
+        }
+        aw_saved(u, e);
+        aw_elems(k, t, i, e);
+        i = e;
+    }
+}
+
+static void aw_step_scalar_undo(const aw_k *k, const adamw_tensor *t, uint64_t lo, uint64_t hi,
+                                const aw_undo *u)
+{
+    aw_elems_undo(k, t, lo, hi, u);
+}
+
 static void aw_accum_scalar(float *accum, const void *g, dt_type gt, uint64_t lo, uint64_t hi)
 {
     const uint8_t *b = g; /* [n] elements of gt, any alignment */
@@ -203,6 +254,20 @@ static void aw_accum_scalar(float *accum, const void *g, dt_type gt, uint64_t lo
             x = gt == DT_BF16 ? dt_bf16_to_f32(h) : dt_f16_to_f32(h);
         }
         accum[i] += x;
+    }
+}
+
+/* aw_accum_scalar saving the old accumulator (u->a) in sub-blocks of AW_SUB. */
+static void aw_accum_scalar_undo(float *accum, const void *g, dt_type gt, uint64_t lo, uint64_t hi,
+                                 const aw_undo *u)
+{
+    for (uint64_t i = lo; i < hi;) {
+        uint64_t e = hi - i < AW_SUB ? hi : i + AW_SUB;
+        for (uint64_t j = i; j < e; j++)
+            u->a[j - u->lo] = accum[j];
+        aw_saved(u, e);
+        aw_accum_scalar(accum, g, gt, i, e);
+        i = e;
     }
 }
 
@@ -256,6 +321,22 @@ AW_AVX2 AW_INLINE __m256 aw256_elems(const aw256_c *c, const int lsmall, float *
     return pp;
 }
 
+/* The update of 8 loaded elements (the operations of aw256_elems); p, m, v
+ * are replaced by their new values. */
+AW_AVX2 AW_INLINE void aw256_math(const aw256_c *c, const int lsmall, __m256 a, __m256 *p,
+                                  __m256 *m, __m256 *v)
+{
+    __m256 g = _mm256_mul_ps(a, c->gs);
+    __m256 pp = _mm256_mul_ps(*p, c->dec);
+    __m256 mo = *m;
+    __m256 mm = _mm256_fmadd_ps(c->lw, _mm256_sub_ps(g, mo), lsmall ? mo : g);
+    __m256 vv = _mm256_fmadd_ps(_mm256_mul_ps(c->c2, g), g, _mm256_mul_ps(*v, c->b2));
+    __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), c->bc2s), c->eps);
+    *p = _mm256_add_ps(pp, _mm256_div_ps(_mm256_mul_ps(c->nss, mm), den));
+    *m = mm;
+    *v = vv;
+}
+
 /* bf16 patterns of x in the low 16 bits of each 32-bit lane. */
 AW_AVX2 AW_INLINE __m256i aw256_bf16(__m256 x)
 {
@@ -265,6 +346,24 @@ AW_AVX2 AW_INLINE __m256i aw256_bf16(__m256 x)
     __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r),
                                                 _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc0)), nan));
+}
+
+/* Streams W[i .. i + 16) (64-byte aligned) from the new p of 16 elements. */
+AW_AVX2 AW_INLINE void aw256_stream_w(const int wt, const adamw_tensor *t, uint64_t i, __m256 x0,
+                                      __m256 x1)
+{
+    if (wt == DT_BF16) {
+        __m256i h = _mm256_packus_epi32(aw256_bf16(x0), aw256_bf16(x1)); /* 0-3 8-11 4-7 12-15 */
+        h = _mm256_permute4x64_epi64(h, 0xd8);
+        _mm256_stream_si256((__m256i *)((uint16_t *)t->w + i), h);
+    } else if (wt == DT_F16) {
+        __m128i h0 = _mm256_cvtps_ph(x0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m128i h1 = _mm256_cvtps_ph(x1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_stream_si256((__m256i *)((uint16_t *)t->w + i), _mm256_set_m128i(h1, h0));
+    } else if (wt == DT_F32) {
+        _mm256_stream_ps((float *)t->w + i, x0);
+        _mm256_stream_ps((float *)t->w + i + 8, x1);
+    }
 }
 
 /* Main loop over 16-element blocks from i (W + i 64-byte aligned when wt is
@@ -277,18 +376,44 @@ AW_AVX2 AW_INLINE uint64_t aw256_main(const aw256_c *c, const int wt, const int 
     for (; i + 16 <= hi; i += 16) {
         __m256 x0 = aw256_elems(c, lsmall, p + i, m + i, v + i, a + i);
         __m256 x1 = aw256_elems(c, lsmall, p + i + 8, m + i + 8, v + i + 8, a + i + 8);
-        if (wt == DT_BF16) {
-            __m256i h = _mm256_packus_epi32(aw256_bf16(x0), aw256_bf16(x1)); /* 0-3 8-11 4-7 12-15 */
-            h = _mm256_permute4x64_epi64(h, 0xd8);
-            _mm256_stream_si256((__m256i *)((uint16_t *)t->w + i), h);
-        } else if (wt == DT_F16) {
-            __m128i h0 = _mm256_cvtps_ph(x0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m128i h1 = _mm256_cvtps_ph(x1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm256_stream_si256((__m256i *)((uint16_t *)t->w + i), _mm256_set_m128i(h1, h0));
-        } else if (wt == DT_F32) {
-            _mm256_stream_ps((float *)t->w + i, x0);
-            _mm256_stream_ps((float *)t->w + i + 8, x1);
-        }
+        aw256_stream_w(wt, t, i, x0, x1);
+    }
+    return i;
+}
+
+/* aw256_main saving old values: per 16-element block, loads, undo stores,
+ * the count, then the block's new values. */
+AW_AVX2 AW_INLINE uint64_t aw256_main_undo(const aw256_c *c, const int wt, const int lsmall,
+                                           const adamw_tensor *t, uint64_t i, uint64_t hi,
+                                           const aw_undo *u)
+{
+    float *p = t->master, *m = t->m, *v = t->v, *a = t->accum; /* fp32 [n] */
+    for (; i + 16 <= hi; i += 16) {
+        uint64_t o = i - u->lo;
+        __m256 p0 = _mm256_loadu_ps(p + i), p1 = _mm256_loadu_ps(p + i + 8);
+        __m256 m0 = _mm256_loadu_ps(m + i), m1 = _mm256_loadu_ps(m + i + 8);
+        __m256 v0 = _mm256_loadu_ps(v + i), v1 = _mm256_loadu_ps(v + i + 8);
+        __m256 a0 = _mm256_loadu_ps(a + i), a1 = _mm256_loadu_ps(a + i + 8);
+        _mm256_storeu_ps(u->p + o, p0);
+        _mm256_storeu_ps(u->p + o + 8, p1);
+        _mm256_storeu_ps(u->m + o, m0);
+        _mm256_storeu_ps(u->m + o + 8, m1);
+        _mm256_storeu_ps(u->v + o, v0);
+        _mm256_storeu_ps(u->v + o + 8, v1);
+        _mm256_storeu_ps(u->a + o, a0);
+        _mm256_storeu_ps(u->a + o + 8, a1);
+        aw_saved(u, i + 16);
+        aw256_math(c, lsmall, a0, &p0, &m0, &v0);
+        aw256_math(c, lsmall, a1, &p1, &m1, &v1);
+        _mm256_storeu_ps(p + i, p0);
+        _mm256_storeu_ps(m + i, m0);
+        _mm256_storeu_ps(v + i, v0);
+        _mm256_storeu_ps(a + i, _mm256_setzero_ps());
+        _mm256_storeu_ps(p + i + 8, p1);
+        _mm256_storeu_ps(m + i + 8, m1);
+        _mm256_storeu_ps(v + i + 8, v1);
+        _mm256_storeu_ps(a + i + 8, _mm256_setzero_ps());
+        aw256_stream_w(wt, t, i, p0, p1);
     }
     return i;
 }
@@ -314,6 +439,28 @@ AW_AVX2 static void aw_step_avx2(const aw_k *k, const adamw_tensor *t, uint64_t 
         _mm_sfence(); /* streaming stores are weakly ordered: drain before anyone is told */
 }
 
+AW_AVX2 static void aw_step_avx2_undo(const aw_k *k, const adamw_tensor *t, uint64_t lo,
+                                      uint64_t hi, const aw_undo *u)
+{
+    aw256_c c = aw256_consts(k);
+    uint64_t h = aw_head(t, lo, hi);
+    aw_elems_undo(k, t, lo, lo + h, u);
+    uint64_t i = lo + h;
+    int wt = t->w != NULL ? (int)t->w_dtype : DT_INVALID;
+#define AW256_CASE(WT)                                                         \
+    i = k->lsmall ? aw256_main_undo(&c, WT, 1, t, i, hi, u) : aw256_main_undo(&c, WT, 0, t, i, hi, u)
+    switch (wt) {
+    case DT_BF16: AW256_CASE(DT_BF16); break;
+    case DT_F16: AW256_CASE(DT_F16); break;
+    case DT_F32: AW256_CASE(DT_F32); break;
+    default: AW256_CASE(DT_INVALID); break;
+    }
+#undef AW256_CASE
+    aw_elems_undo(k, t, i, hi, u);
+    if (wt != DT_INVALID)
+        _mm_sfence(); /* streaming stores are weakly ordered: drain before anyone is told */
+}
+
 AW_AVX2 static void aw_accum_avx2(float *accum, const void *g, dt_type gt, uint64_t lo, uint64_t hi)
 {
     uint64_t i = lo;
@@ -335,6 +482,36 @@ AW_AVX2 static void aw_accum_avx2(float *accum, const void *g, dt_type gt, uint6
         }
     }
     aw_accum_scalar(accum, g, gt, i, hi);
+}
+
+AW_AVX2 static void aw_accum_avx2_undo(float *accum, const void *g, dt_type gt, uint64_t lo,
+                                       uint64_t hi, const aw_undo *u)
+{
+    uint64_t i = lo;
+    if (gt == DT_F32) {
+        const float *s = g; /* fp32 [n] */
+        for (; i + 16 <= hi; i += 16) {
+            __m256 a0 = _mm256_loadu_ps(accum + i), a1 = _mm256_loadu_ps(accum + i + 8);
+            _mm256_storeu_ps(u->a + (i - u->lo), a0);
+            _mm256_storeu_ps(u->a + (i - u->lo) + 8, a1);
+            aw_saved(u, i + 16);
+            _mm256_storeu_ps(accum + i, _mm256_add_ps(a0, _mm256_loadu_ps(s + i)));
+            _mm256_storeu_ps(accum + i + 8, _mm256_add_ps(a1, _mm256_loadu_ps(s + i + 8)));
+        }
+    } else if (gt == DT_BF16 || gt == DT_F16) {
+        const uint16_t *s = g; /* bf16 / f16 [n] */
+        for (; i + 8 <= hi; i += 8) {
+            __m256 a0 = _mm256_loadu_ps(accum + i);
+            _mm256_storeu_ps(u->a + (i - u->lo), a0);
+            aw_saved(u, i + 8);
+            __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+            __m256 x = gt == DT_BF16
+                           ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                           : _mm256_cvtph_ps(h);
+            _mm256_storeu_ps(accum + i, _mm256_add_ps(a0, x));
+        }
+    }
+    aw_accum_scalar_undo(accum, g, gt, i, hi, u);
 }
 
 AW_AVX2 static double aw_sumsq_avx2(const float *x, uint64_t n)
@@ -401,6 +578,9 @@ AW_AVX512 AW_INLINE __m256i aw512_bf16(__m512 x)
     return _mm512_cvtepi32_epi16(r);
 }
 
+AW_AVX512 AW_INLINE void aw512_masked_store(const adamw_tensor *t, int wt, uint64_t i, __mmask16 k,
+                                            __m512 pp, __m512 mm, __m512 vv);
+
 /* Up to 16 elements at i under mask k (edges, and all of a W that cannot be aligned). */
 AW_AVX512 AW_INLINE void aw512_masked(const aw512_c *c, const int lsmall, const adamw_tensor *t,
                                       int wt, uint64_t i, __mmask16 k)
@@ -409,6 +589,43 @@ AW_AVX512 AW_INLINE void aw512_masked(const aw512_c *c, const int lsmall, const 
     __m512 pp = _mm512_maskz_loadu_ps(k, p), mm = _mm512_maskz_loadu_ps(k, m);
     __m512 vv = _mm512_maskz_loadu_ps(k, v);
     aw512_math(c, lsmall, _mm512_maskz_loadu_ps(k, a), &pp, &mm, &vv);
+    aw512_masked_store(t, wt, i, k, pp, mm, vv);
+}
+
+/* aw512_masked saving old values: masked loads, undo stores, the count
+ * (end: the element after the last of mask k), then the new values. */
+AW_AVX512 AW_INLINE void aw512_masked_undo(const aw512_c *c, const int lsmall,
+                                           const adamw_tensor *t, int wt, uint64_t i,
+                                           __mmask16 k, uint64_t end, const aw_undo *u)
+{
+    float *p = t->master + i, *m = t->m + i, *v = t->v + i, *a = t->accum + i; /* fp32 [16] */
+    uint64_t o = i - u->lo;
+    __m512 pp = _mm512_maskz_loadu_ps(k, p), mm = _mm512_maskz_loadu_ps(k, m);
+    __m512 vv = _mm512_maskz_loadu_ps(k, v), aa = _mm512_maskz_loadu_ps(k, a);
+    _mm512_mask_storeu_ps(u->p + o, k, pp);
+    _mm512_mask_storeu_ps(u->m + o, k, mm);
+    _mm512_mask_storeu_ps(u->v + o, k, vv);
+    _mm512_mask_storeu_ps(u->a + o, k, aa);
+    aw_saved(u, end);
+    aw512_math(c, lsmall, aa, &pp, &mm, &vv);
+    aw512_masked_store(t, wt, i, k, pp, mm, vv);
+}
+
+AW_AVX512 AW_INLINE void aw512_masked_range_undo(const aw512_c *c, const int lsmall,
+                                                 const adamw_tensor *t, int wt, uint64_t i,
+                                                 uint64_t hi, const aw_undo *u)
+{
+    for (; i < hi; i += 16) {
+        uint64_t r = hi - i < 16 ? hi - i : 16;
+        aw512_masked_undo(c, lsmall, t, wt, i, _cvtu32_mask16((uint32_t)((1ull << r) - 1)), i + r, u);
+    }
+}
+
+/* Stores the new values of the elements of mask k at i, W included. */
+AW_AVX512 AW_INLINE void aw512_masked_store(const adamw_tensor *t, int wt, uint64_t i, __mmask16 k,
+                                            __m512 pp, __m512 mm, __m512 vv)
+{
+    float *p = t->master + i, *m = t->m + i, *v = t->v + i, *a = t->accum + i; /* fp32 [16] */
     _mm512_mask_storeu_ps(p, k, pp);
     _mm512_mask_storeu_ps(m, k, mm);
     _mm512_mask_storeu_ps(v, k, vv);
@@ -429,6 +646,24 @@ AW_AVX512 AW_INLINE void aw512_masked_range(const aw512_c *c, const int lsmall,
     for (; i < hi; i += 16) {
         uint64_t r = hi - i < 16 ? hi - i : 16;
         aw512_masked(c, lsmall, t, wt, i, _cvtu32_mask16((uint32_t)((1ull << r) - 1)));
+    }
+}
+
+/* Streams W[i .. i + 32) (64-byte aligned) from the new p of 32 elements. */
+AW_AVX512 AW_INLINE void aw512_stream_w(const int wt, const adamw_tensor *t, uint64_t i, __m512 p0,
+                                        __m512 p1)
+{
+    if (wt == DT_BF16) {
+        __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(aw512_bf16(p0)), aw512_bf16(p1), 1);
+        _mm512_stream_si512((__m512i *)((uint16_t *)t->w + i), h);
+    } else if (wt == DT_F16) {
+        __m256i h0 = _mm512_cvtps_ph(p0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256i h1 = _mm512_cvtps_ph(p1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm512_stream_si512((__m512i *)((uint16_t *)t->w + i),
+                            _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1));
+    } else if (wt == DT_F32) {
+        _mm512_stream_ps((float *)t->w + i, p0);
+        _mm512_stream_ps((float *)t->w + i + 16, p1);
     }
 }
 
@@ -453,18 +688,44 @@ AW_AVX512 AW_INLINE uint64_t aw512_main(const aw512_c *c, const int wt, const in
         _mm512_storeu_ps(v + i + 16, v1);
         _mm512_storeu_ps(a + i, _mm512_setzero_ps());
         _mm512_storeu_ps(a + i + 16, _mm512_setzero_ps());
-        if (wt == DT_BF16) {
-            __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(aw512_bf16(p0)), aw512_bf16(p1), 1);
-            _mm512_stream_si512((__m512i *)((uint16_t *)t->w + i), h);
-        } else if (wt == DT_F16) {
-            __m256i h0 = _mm512_cvtps_ph(p0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m256i h1 = _mm512_cvtps_ph(p1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm512_stream_si512((__m512i *)((uint16_t *)t->w + i),
-                                _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1));
-        } else if (wt == DT_F32) {
-            _mm512_stream_ps((float *)t->w + i, p0);
-            _mm512_stream_ps((float *)t->w + i + 16, p1);
-        }
+        aw512_stream_w(wt, t, i, p0, p1);
+    }
+    return i;
+}
+
+/* aw512_main saving old values: per 32-element block, loads, undo stores,
+ * the count, then the block's new values. */
+AW_AVX512 AW_INLINE uint64_t aw512_main_undo(const aw512_c *c, const int wt, const int lsmall,
+                                             const adamw_tensor *t, uint64_t i, uint64_t hi,
+                                             const aw_undo *u)
+{
+    float *p = t->master, *m = t->m, *v = t->v, *a = t->accum; /* fp32 [n] */
+    for (; i + 32 <= hi; i += 32) {
+        uint64_t o = i - u->lo;
+        __m512 p0 = _mm512_loadu_ps(p + i), p1 = _mm512_loadu_ps(p + i + 16);
+        __m512 m0 = _mm512_loadu_ps(m + i), m1 = _mm512_loadu_ps(m + i + 16);
+        __m512 v0 = _mm512_loadu_ps(v + i), v1 = _mm512_loadu_ps(v + i + 16);
+        __m512 a0 = _mm512_loadu_ps(a + i), a1 = _mm512_loadu_ps(a + i + 16);
+        _mm512_storeu_ps(u->p + o, p0);
+        _mm512_storeu_ps(u->p + o + 16, p1);
+        _mm512_storeu_ps(u->m + o, m0);
+        _mm512_storeu_ps(u->m + o + 16, m1);
+        _mm512_storeu_ps(u->v + o, v0);
+        _mm512_storeu_ps(u->v + o + 16, v1);
+        _mm512_storeu_ps(u->a + o, a0);
+        _mm512_storeu_ps(u->a + o + 16, a1);
+        aw_saved(u, i + 32);
+        aw512_math(c, lsmall, a0, &p0, &m0, &v0);
+        aw512_math(c, lsmall, a1, &p1, &m1, &v1);
+        _mm512_storeu_ps(p + i, p0);
+        _mm512_storeu_ps(p + i + 16, p1);
+        _mm512_storeu_ps(m + i, m0);
+        _mm512_storeu_ps(m + i + 16, m1);
+        _mm512_storeu_ps(v + i, v0);
+        _mm512_storeu_ps(v + i + 16, v1);
+        _mm512_storeu_ps(a + i, _mm512_setzero_ps());
+        _mm512_storeu_ps(a + i + 16, _mm512_setzero_ps());
+        aw512_stream_w(wt, t, i, p0, p1);
     }
     return i;
 }
@@ -495,6 +756,33 @@ AW_AVX512 static void aw_step_avx512(const aw_k *k, const adamw_tensor *t, uint6
         _mm_sfence(); /* streaming stores are weakly ordered: drain before anyone is told */
 }
 
+AW_AVX512 static void aw_step_avx512_undo(const aw_k *k, const adamw_tensor *t, uint64_t lo,
+                                        uint64_t hi, const aw_undo *u)
+{
+    aw512_c c = aw512_consts(k);
+    int wt = t->w != NULL ? (int)t->w_dtype : DT_INVALID;
+    uint64_t i = lo + aw_head(t, lo, hi);
+    if (k->lsmall)
+        aw512_masked_range_undo(&c, 1, t, wt, lo, i, u);
+    else
+        aw512_masked_range_undo(&c, 0, t, wt, lo, i, u);
+#define AW512_CASE(WT)                                                         \
+    i = k->lsmall ? aw512_main_undo(&c, WT, 1, t, i, hi, u) : aw512_main_undo(&c, WT, 0, t, i, hi, u)
+    switch (wt) {
+    case DT_BF16: AW512_CASE(DT_BF16); break;
+    case DT_F16: AW512_CASE(DT_F16); break;
+    case DT_F32: AW512_CASE(DT_F32); break;
+    default: AW512_CASE(DT_INVALID); break;
+    }
+#undef AW512_CASE
+    if (k->lsmall)
+        aw512_masked_range_undo(&c, 1, t, wt, i, hi, u);
+    else
+        aw512_masked_range_undo(&c, 0, t, wt, i, hi, u);
+    if (wt != DT_INVALID)
+        _mm_sfence(); /* streaming stores are weakly ordered: drain before anyone is told */
+}
+
 AW_AVX512 static void aw_accum_avx512(float *accum, const void *g, dt_type gt, uint64_t lo, uint64_t hi)
 {
     if (gt != DT_F32 && gt != DT_BF16 && gt != DT_F16)
@@ -510,6 +798,27 @@ AW_AVX512 static void aw_accum_avx512(float *accum, const void *g, dt_type gt, u
                               : _mm512_cvtph_ps(h);
         }
         _mm512_mask_storeu_ps(accum + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, accum + i), x));
+    }
+}
+
+AW_AVX512 static void aw_accum_avx512_undo(float *accum, const void *g, dt_type gt, uint64_t lo,
+                                         uint64_t hi, const aw_undo *u)
+{
+    for (uint64_t i = lo; i < hi; i += 16) {
+        uint64_t r = hi - i < 16 ? hi - i : 16;
+        __mmask16 k = _cvtu32_mask16(r == 16 ? 0xffffu : (uint32_t)((1u << r) - 1u));
+        __m512 a = _mm512_maskz_loadu_ps(k, accum + i);
+        _mm512_mask_storeu_ps(u->a + (i - u->lo), k, a);
+        aw_saved(u, i + r);
+        __m512 x;
+        if (gt == DT_F32) {
+            x = _mm512_maskz_loadu_ps(k, (const float *)g + i);
+        } else {
+            __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t *)g + i);
+            x = gt == DT_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                              : _mm512_cvtph_ps(h);
+        }
+        _mm512_mask_storeu_ps(accum + i, k, _mm512_add_ps(a, x));
     }
 }
 
@@ -552,11 +861,18 @@ typedef struct aw_ops {
     void (*step)(const aw_k *k, const adamw_tensor *t, uint64_t lo, uint64_t hi);
     void (*accum)(float *accum, const void *g, dt_type gt, uint64_t lo, uint64_t hi);
     double (*sumsq)(const float *x, uint64_t n);
+    void (*step_undo)(const aw_k *k, const adamw_tensor *t, uint64_t lo, uint64_t hi,
+                      const aw_undo *u);
+    void (*accum_undo)(float *accum, const void *g, dt_type gt, uint64_t lo, uint64_t hi,
+                       const aw_undo *u);
 } aw_ops;
 
-static const aw_ops aw_ops_avx512 = {"avx512", aw_step_avx512, aw_accum_avx512, aw_sumsq_avx512};
-static const aw_ops aw_ops_avx2 = {"avx2", aw_step_avx2, aw_accum_avx2, aw_sumsq_avx2};
-static const aw_ops aw_ops_scalar = {"scalar", aw_step_scalar, aw_accum_scalar, aw_sumsq_scalar};
+static const aw_ops aw_ops_avx512 = {"avx512", aw_step_avx512, aw_accum_avx512, aw_sumsq_avx512,
+                                     aw_step_avx512_undo, aw_accum_avx512_undo};
+static const aw_ops aw_ops_avx2 = {"avx2", aw_step_avx2, aw_accum_avx2, aw_sumsq_avx2,
+                                   aw_step_avx2_undo, aw_accum_avx2_undo};
+static const aw_ops aw_ops_scalar = {"scalar", aw_step_scalar, aw_accum_scalar, aw_sumsq_scalar,
+                                     aw_step_scalar_undo, aw_accum_scalar_undo};
 
 /* The one piece of process state: the instruction set, a property of the
  * machine. Detection is idempotent, so racing first calls are harmless. */
@@ -622,6 +938,35 @@ void adamw_accum_range(float *accum, const void *g, dt_type g_dtype, uint64_t lo
 {
     if (lo < hi)
         aw_ops_get()->accum(accum, g, g_dtype, lo, hi);
+}
+
+void adamw_step_range_undo(const adamw_hparams *hp, float grad_scale, const adamw_tensor *t,
+                           uint64_t lo, uint64_t hi, float *undo_master, float *undo_m,
+                           float *undo_v, float *undo_accum, uint64_t *saved)
+{
+    if (hi > t->n)
+        hi = t->n;
+    if (lo >= hi)
+        return;
+    aw_k k = aw_consts(hp, grad_scale, t->decay);
+    aw_undo u = {undo_master, undo_m, undo_v, undo_accum, lo, saved};
+    aw_ops_get()->step_undo(&k, t, lo, hi, &u);
+}
+
+void adamw_accum_range_undo(float *accum, const void *g, dt_type g_dtype, uint64_t lo,
+                            uint64_t hi, float *undo_accum, uint64_t *saved)
+{
+    if (lo >= hi)
+        return;
+    aw_undo u = {NULL, NULL, NULL, undo_accum, lo, saved};
+    if (g_dtype != DT_F32 && g_dtype != DT_BF16 && g_dtype != DT_F16) {
+        /* not a gradient type: accum is left alone (as adamw_accum_range does),
+         * and the undo still holds its values */
+        memcpy(undo_accum, accum + lo, (size_t)(hi - lo) * sizeof *undo_accum);
+        aw_saved(&u, hi);
+        return;
+    }
+    aw_ops_get()->accum_undo(accum, g, g_dtype, lo, hi, &u);
 }
 
 double adamw_sumsq_chunk(const float *x, uint64_t n, uint64_t c)

@@ -72,6 +72,35 @@ void adamw_step_range(const adamw_hparams *hp, float grad_scale, const adamw_ten
 /* accum[i] += g[i] for i in [lo, hi), with g of dtype g_dtype (F32, BF16 or F16). */
 void adamw_accum_range(float *accum, const void *g, dt_type g_dtype, uint64_t lo, uint64_t hi);
 
+/* Undo-saving variants, for in-place updates under a crash journal: as
+ * adamw_step_range / adamw_accum_range (the updated arrays are bitwise the
+ * same), and in the same pass each element's old master, m, v and accum
+ * (accum alone for the accumulation) go to undo_*[i - lo] as they are read;
+ * every undo_* holds hi - lo floats, none aliases anything else. The arrays
+ * are rewritten in ascending sub-blocks (one vector iteration: 32 elements
+ * with AVX-512, 16 with AVX2, 16 in the scalar path); a sub-block's undo
+ * stores come before its array stores in program order.
+ *
+ * saved (may be NULL): progress for a crash-recovery reader. Before a
+ * sub-block's array stores, and after its undo stores, *saved is set to the
+ * number of elements from lo whose old values are in undo_* (a release fence,
+ * the relaxed store of the count, and another release fence: on x86 two
+ * compiler barriers and a plain store). So at every instruction boundary of
+ * the calling thread, each element that no longer holds its old value lies in
+ * [lo, lo + *saved) and its old value is in undo_*; elements from lo + *saved
+ * on still hold their old values (undo_* there is garbage). The caller sets
+ * *saved = 0 before the call. Ends with *saved = hi - lo (clamped to t->n for
+ * the step). A SIGKILLed thread's retired stores all reach memory, so a later
+ * process sees exactly a program-order prefix of the thread's stores; the
+ * fences keep the compiler (and, on weakly ordered CPUs, the hardware) from
+ * reordering the undo, count and array stores across one another. W is not
+ * saved: it is a function of the new master, rewritten by a redo. */
+void adamw_step_range_undo(const adamw_hparams *hp, float grad_scale, const adamw_tensor *t,
+                           uint64_t lo, uint64_t hi, float *undo_master, float *undo_m,
+                           float *undo_v, float *undo_accum, uint64_t *saved);
+void adamw_accum_range_undo(float *accum, const void *g, dt_type g_dtype, uint64_t lo,
+                            uint64_t hi, float *undo_accum, uint64_t *saved);
+
 /* Sum of squares of chunk c (elements [c*ADAMW_CHUNK, min(n, (c+1)*ADAMW_CHUNK)))
  * of x, in double, in a fixed order. */
 double adamw_sumsq_chunk(const float *x, uint64_t n, uint64_t c);

@@ -16,13 +16,36 @@
  * undo journal: per pool thread a record {next, undo} and an undo area of
  * ADAMW_CHUNK floats per array the operation rewrites. Thread v takes global
  * chunks v, v + n, v + 2n ... (the static split of adamw_pool_step) and for
- * each copies the old values to its undo area, publishes undo = chunk + 1,
- * runs the kernel and publishes next + 1 (release stores; a SIGKILL is
- * precise, so program order is what the next incarnation sees). A chunk is
- * done iff it is among the first `next` of its thread; the chunk in progress
- * is the next one, and its undo area is valid iff `undo` names it (so undo
- * needs no clearing after next + 1: a stale undo names a done chunk and is
- * ignored). Recovery replays each crashed thread's remaining chunks as a
+ * each sets saved = 0, publishes undo = chunk + 1, runs the kernel's _undo
+ * variant (adamw.h), which saves the old values into the undo area in the
+ * same pass as it rewrites them, and publishes next + 1 (release stores; a
+ * SIGKILL is precise, so a program-order prefix of the thread's stores is
+ * what the next incarnation sees). A chunk is done iff it is among the first
+ * `next` of its thread; the chunk in progress is the next one, and it may be
+ * partly rewritten only if `undo` names it (so undo needs no clearing after
+ * next + 1: a stale undo names a done chunk and is ignored).
+ *
+ * Partial undo: the kernel rewrites the chunk in ascending sub-blocks of 16
+ * or 32 elements, and for each, in program order: the old values into the
+ * undo area, saved = sub-block end - chunk start (between two release
+ * fences), the new values. So at any kill point, with s = saved as left:
+ *  - elements [0, s) of the chunk have their old values in the undo area
+ *    (their undo stores precede the store of s), whether or not they were
+ *    rewritten yet;
+ *  - elements [s, end) were not rewritten (their array stores follow the
+ *    store of a larger s), so they still hold their old values; the undo
+ *    area there holds garbage: a previous chunk's values, or part of the
+ *    current sub-block's;
+ *  - saved = 0 is stored before undo = chunk + 1 (release), so a chunk named
+ *    by undo never shows the previous chunk's count.
+ * Recovery copies back exactly the first s elements of each array, which
+ * restores the whole chunk to its old values; W is not saved (it is a
+ * function of master, rewritten by the redo). This relies on x86's (and any
+ * CPU's) retired stores surviving the kill and on the compiler not moving
+ * the stores across the fences; on a weakly ordered CPU the fences are real
+ * (dmb) and keep the order for any concurrent observer too.
+ *
+ * Recovery replays each crashed thread's remaining chunks as a
  * "virtual thread" on the current pool, journaling as it goes, so a kill
  * during recovery is recovered the same way. A spilled block's step needs no
  * undo: it computes from the slot version % 2 into staging, with each chunk
@@ -62,7 +85,7 @@
 #define PS_IO_CHUNK (8u << 20)         /* bytes per spill I/O request */
 
 #define PS_JOURNAL_MAGIC 0x4c4e524a54524d52ull /* "RMRTJRNL" little-endian */
-#define PS_JOURNAL_VERSION 1u
+#define PS_JOURNAL_VERSION 2u            /* 2: undo areas saved by the kernels, with `saved` */
 #define PS_JOURNAL_ARRAYS 4            /* arrays a step rewrites: master, m, v, accum */
 
 /* One (virtual) thread's progress through an operation. 64 bytes: threads
@@ -70,8 +93,11 @@
 typedef struct ps_jthread {
     _Atomic uint64_t next;             /* chunks of this thread's share done */
     _Atomic uint64_t undo;             /* global chunk + 1 whose old values the undo area
-                                          holds; 0: none */
-    uint64_t pad[6];
+                                          holds (its first `saved` elements); 0: none */
+    uint64_t saved;                    /* elements from the chunk's start whose old values
+                                          are in the undo area (__atomic accesses; the
+                                          kernel's progress count, adamw.h) */
+    uint64_t pad[5];
 } ps_jthread;
 
 /* The journal object: this header, then cap_threads undo areas of
@@ -542,20 +568,28 @@ static void op_chunk(ps_op *o, int v, uint64_t g, uint64_t k, int tid)
     uint64_t lo = (g - o->c0[i]) * ADAMW_CHUNK;
     uint64_t hi = o->numel[i] - lo < ADAMW_CHUNK ? o->numel[i] : lo + ADAMW_CHUNK;
     ps_jhdr *j = o->s->jh;
+    if (o->kill_after != 0 &&
+        atomic_load_explicit(&o->chunks, memory_order_relaxed) >= o->kill_after) {
+        /* fault: die with this chunk half-updated (below), the kernel's
+         * progress count mid-chunk and not on a vector block's boundary */
+        uint64_t mid = lo + (hi - lo) / 2 + 3;
+        hi = mid < hi ? mid : hi;
+    }
     if (o->journal) {
         float *undo = journal_undo(o->s, v);
-        for (int a = 0; a < o->n_arr; a++)
-            memcpy(undo + (size_t)a * ADAMW_CHUNK, o->arr[i][a] + lo, (hi - lo) * sizeof(float));
-        /* release: the old values are in the undo area before it is named */
+        uint64_t *saved = &j->th[v].saved;
+        __atomic_store_n(saved, 0, __ATOMIC_RELAXED);
+        /* release: the count is 0 before the undo area is named (see the file
+         * comment); the kernel then saves each old value before rewriting it */
         atomic_store_explicit(&j->th[v].undo, g + 1, memory_order_release);
-    }
-    if (o->kill_after != 0 &&
-        atomic_load_explicit(&o->chunks, memory_order_relaxed) >= o->kill_after)
-        hi = lo + (hi - lo) / 2; /* fault: die with this chunk half-updated (below) */
-    if (o->op == BS_OP_ACCUM) {
+        if (o->op == BS_OP_ACCUM)
+            adamw_accum_range_undo(o->arr[i][0], o->g[i], o->g_dtype, lo, hi, undo, saved);
+        else
+            adamw_step_range_undo(&o->hp, o->scale, &o->ts[i], lo, hi, undo, undo + ADAMW_CHUNK,
+                                  undo + 2 * (size_t)ADAMW_CHUNK, undo + 3 * (size_t)ADAMW_CHUNK,
+                                  saved);
+    } else if (o->op == BS_OP_ACCUM) {
         adamw_accum_range(o->arr[i][0], o->g[i], o->g_dtype, lo, hi);
-    } else if (o->journal) {
-        adamw_step_range(&o->hp, o->scale, &o->ts[i], lo, hi);
     } else {
         /* a spilled block: the accumulator stays intact until the commit; the
          * kernel reads (and zeroes) a copy in this thread's scratch area */
@@ -695,9 +729,15 @@ static void op_recover(ps_op *o)
             i++;
         uint64_t lo = (g - o->c0[i]) * ADAMW_CHUNK;
         uint64_t hi = o->numel[i] - lo < ADAMW_CHUNK ? o->numel[i] : lo + ADAMW_CHUNK;
+        /* only the saved prefix: past it nothing was rewritten, and the undo
+         * area holds garbage (see the file comment) */
+        uint64_t n = __atomic_load_n(&j->th[v].saved, __ATOMIC_ACQUIRE);
+        n = n < hi - lo ? n : hi - lo;
         const float *undo = journal_undo(s, v);
         for (int a = 0; a < o->n_arr; a++)
-            memcpy(o->arr[i][a] + lo, undo + (size_t)a * ADAMW_CHUNK, (hi - lo) * sizeof(float));
+            memcpy(o->arr[i][a] + lo, undo + (size_t)a * ADAMW_CHUNK, n * sizeof(float));
+        log_info("undo journal: thread %d was in chunk %llu: %llu of its %llu elements put back",
+                 v, (unsigned long long)g, (unsigned long long)n, (unsigned long long)(hi - lo));
     }
     log_info("undo journal: block %u: %llu of %llu chunks of the %s left by %u threads to redo",
              j->block, (unsigned long long)todo, (unsigned long long)total,
