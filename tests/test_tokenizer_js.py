@@ -26,7 +26,10 @@ with lstrip / rstrip, normalized and not), then for each:
     (decode(encode(x)) == x, x being the line after TextDecoder's U+FFFD
     replacement) where the tokenizer can, and otherwise what the reference
     decoders give (Tokenizers.js, or Hugging Face Rust's Metaspace rule,
-    which drops every '▁' of the first token).
+    which drops every '▁' of the first token);
+  - `ramtrain tokenize --decode` gives what Tokenizers.js's decode gives on
+    random id sequences (byte tokens that make invalid UTF-8, special and
+    added tokens anywhere).
 A failing comparison prints its first mismatching lines with the first
 differing ids and their token texts, and shrinks the first one to a minimal
 input that still fails.
@@ -43,6 +46,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -69,6 +73,7 @@ SENTENCEPIECE = {"sp", "spm", "spx"}
 SP_SPECIALS = ["<unk>", "<s>", "</s>"]
 SPX_ADDED = ["<mask>", "<|im_start|>", "hello world", "ﬁx", "fix", "[raw]"]  # "fix": NFKC of "ﬁx"
 SHOW = 3              # mismatching lines printed per check
+RANDOM_LINES = 3000   # lines of random ids decoded per tokenizer
 MINIMIZE_BUDGET = 150  # seconds spent shrinking failing lines, all checks together
 SANITIZER = re.compile(r"Sanitizer|runtime error:")
 
@@ -143,11 +148,34 @@ class Side:
             self.errors.append("reftok encode %s: exit %s: %s" % (self.name, rc, err.strip()[-800:]))
         self.node_s = dt
 
+    def random_ids(self, tokfile, count, seed):
+        """Writes count lines of random ids (none that decodes to a newline),
+        half of them among the first 300 ids (bytes: invalid UTF-8)."""
+        with open(tokfile, encoding="utf-8") as f:
+            j = json.load(f)
+        nl = {v for k, v in j["model"]["vocab"].items() if "\u010a" in k or "\n" in k or k == "<0x0A>"}
+        ids = sorted((set(j["model"]["vocab"].values()) | {t["id"] for t in j["added_tokens"]}) - nl)
+        low = [i for i in ids if i < 300]
+        rng = random.Random("%s/%d" % (self.name, seed))
+        with open(self.prefix + ".rand.ids", "w") as f:
+            for _ in range(count):
+                pool = low if rng.random() < 0.5 else ids
+                f.write(" ".join(str(rng.choice(pool)) for _ in range(rng.randint(0, 12))) + "\n")
+
+    def reference_decode(self, node, tokdir):
+        rc, err, _ = run([node, REFTOK, "decode", tokdir, self.name, self.prefix + ".rand.ids",
+                          self.prefix + ".rand.tjs"])
+        if rc != 0:
+            self.errors.append("reftok decode %s: exit %s: %s" % (self.name, rc, err.strip()[-800:]))
+
     def ramtrain(self, exe, tokfile):
         self.rt_s = {}
-        for mode, args, src in [("special", [], self.corpus),
-                                ("plain", ["--no-special"], self.corpus),
-                                ("decode", ["--decode"], self.prefix + ".rt.plain")]:
+        runs = [("special", [], self.corpus),
+                ("plain", ["--no-special"], self.corpus),
+                ("decode", ["--decode"], self.prefix + ".rt.plain")]
+        if os.path.exists(self.prefix + ".rand.ids"):
+            runs.append(("rand", ["--decode"], self.prefix + ".rand.ids"))
+        for mode, args, src in runs:
             out = "%s.rt.%s" % (self.prefix, mode)
             rc, err, dt = run([exe, "tokenize", "--tokenizer", tokfile] + args, src, out, timeout=600)
             self.rt_s[mode] = dt
@@ -176,6 +204,9 @@ class Side:
         self.rt_special = get(".rt.special", as_text)
         self.rt_plain = get(".rt.plain", as_text)
         self.rt_decode = get(".rt.decode", lambda p: lines_of(p))
+        self.rand = get(".rand.ids", as_text)
+        self.rand_tjs = get(".rand.tjs", as_json)
+        self.rt_rand = get(".rt.rand", lambda p: lines_of(p))
         return self
 
 
@@ -201,11 +232,6 @@ def metaspace_rust(vocab, ids, tjs_text):
     js = tok.replace("\u2581", " ")
     js = js[1:] if js.startswith(" ") else js
     return tok.replace("\u2581", "") + tjs_text[len(js):]
-
-
-def compare_ids(got, want):
-    """Indices of the lines where got != want."""
-    return [i for i in range(len(want)) if got[i] != want[i]]
 
 
 def first_diff(a, b):
@@ -330,91 +356,147 @@ class Test:
 
     def check(self, side):
         name, v = side.name, Vocab(os.path.join(self.tokdir, side.name, "tokenizer.json"))
-        tag = "%s:" % name
-        if side.errors:
-            self.report(tag + " runs", side.errors)
         n = len(side.raw)
-        if side.tjs is None or len(side.tjs) != n:
-            self.report(tag + " Tokenizers.js output", ["missing or short"])
+        if side.errors:
+            self.report(name + ": runs", side.errors)
+        if any(o is None or len(o) != n for o in (side.tjs, side.tjs_special, side.tjs_decode)):
+            self.report(name + ": Tokenizers.js output", ["missing or short"])
             return
-        # references among themselves
+        self.check_references(side, v)
+        self.check_ids(side, v, "rt_plain", "tjs", "ramtrain tokenize --no-special == "
+                       "Tokenizers.js encode(x, add_special_tokens=False)")
+        self.check_ids(side, v, "rt_special", "tjs_special", "ramtrain tokenize == Tokenizers.js encode(x)")
+        self.check_bos(side)
+        self.check_decode(side, v)
+        self.check_random_decode(side, v)
+
+    def check_references(self, side, v):
+        """The references among themselves, and Tokenizers.js's round trip."""
+        name, n = side.name, len(side.raw)
         skip = set(i for i in range(n) if name in SPLIT_REGEX and
                    ("\x85" in side.x[i] or "\ufeff" in side.x[i]))
         for r in SECOND[name]:
+            title = "%s: references agree: Tokenizers.js == %s" % (name, REF_NAMES[r])
             o = side.second[r]
             if o is None or len(o) != n:
-                self.report("%s references agree: %s" % (tag, REF_NAMES[r]), ["no output"])
+                self.report(title, ["no output"])
                 continue
             bad = [i for i in range(n) if i not in skip and o[i] != side.tjs[i]]
-            self.report("%s references agree: Tokenizers.js == %s" % (tag, REF_NAMES[r]),
-                        ["%d lines differ" % len(bad)] if bad else [],
-                        [ln for i in bad[:SHOW] for ln in describe_ids(
-                            v, i, side.x[i], o[i], side.tjs[i], REF_NAMES[r], "Tokenizers.js")]
-                        if bad else ["%d lines%s" % (n - len(skip), " (%d with U+0085/U+FEFF left out)" % len(skip)
-                                                     if skip else "")])
+            if bad:
+                self.report(title, ["%d lines differ" % len(bad)], [
+                    ln for i in bad[:SHOW]
+                    for ln in describe_ids(v, i, side.x[i], o[i], side.tjs[i], REF_NAMES[r], "Tokenizers.js")])
+            else:
+                self.report(title, [], ["%d lines%s" % (n - len(skip), " (%d with U+0085/U+FEFF left out)"
+                                                        % len(skip) if skip else "")])
         rev = [i for i in range(n) if reversible(name, side.x[i])]
         bad = [i for i in rev if side.tjs_decode[i] != side.x[i]]
-        self.report(tag + " Tokenizers.js decode(encode(x)) == x", ["%d lines differ" % len(bad)] if bad else [],
-                    ["line %d: %s -> %s" % (i + 1, clip(side.x[i]), clip(side.tjs_decode[i])) for i in bad[:SHOW]]
-                    if bad else ["%d of %d lines%s" % (len(rev), n, "" if len(rev) == n else
-                                                       " (the others cannot come back by design)")])
+        title = name + ": Tokenizers.js decode(encode(x)) == x"
+        if bad:
+            self.report(title, ["%d lines differ" % len(bad)], [
+                "line %d: %s -> %s" % (i + 1, clip(side.x[i]), clip(side.tjs_decode[i])) for i in bad[:SHOW]])
+        else:
+            self.report(title, [], ["%d of %d lines%s" % (
+                len(rev), n, "" if len(rev) == n else " (the others cannot come back by design)")])
 
-        # ramtrain against Tokenizers.js
-        def ids_check(title, got_attr, want_attr, mode):
-            got, want = getattr(side, got_attr), getattr(side, want_attr)
-            if got is None or len(got) != n:
-                self.report(title, ["ramtrain printed %s lines for %d" % (
-                    "no" if got is None else len(got), n)])
-                return
-            fails = lambda s, j: getattr(s, got_attr)[j] != getattr(s, want_attr)[j]  # noqa: E731
-            show = lambda s, j: describe_ids(v, j, s.raw[j], getattr(s, got_attr)[j],  # noqa: E731
-                                             getattr(s, want_attr)[j], "ramtrain", "Tokenizers.js")
-            self.check_lines(side, title, compare_ids(got, want), n, fails, show, mode)
-
-        ids_check(tag + " ramtrain tokenize --no-special == Tokenizers.js encode(x, add_special_tokens=False)",
-                  "rt_plain", "tjs", "")
-        ids_check(tag + " ramtrain tokenize == Tokenizers.js encode(x)", "rt_special", "tjs_special", "")
-        if side.rt_plain is not None and side.rt_special is not None and len(side.rt_plain) == n == len(side.rt_special):
-            pre = "%d " % BOS[name] if name in BOS else ""
-            bad = [i for i in range(n) if side.rt_special[i] != (pre + side.rt_plain[i]).strip()]
-            self.report(tag + " default adds %s to --no-special" % ("BOS %d" % BOS[name] if name in BOS else "nothing"),
-                        ["%d lines differ" % len(bad)] if bad else [],
-                        ["line %d: default %r / --no-special %r" % (i + 1, side.rt_special[i][:80], side.rt_plain[i][:80])
-                         for i in bad[:SHOW]] if bad else ["%d lines" % n])
-        # decode
-        dec = side.rt_decode
-        if side.rt_plain is None or len(side.rt_plain) != n:
+    def check_ids(self, side, v, got_attr, want_attr, what):
+        """ramtrain's ids (side.<got_attr>) against the reference's, line by line."""
+        title, n = "%s: %s" % (side.name, what), len(side.raw)
+        got, want = getattr(side, got_attr), getattr(side, want_attr)
+        if got is None or len(got) != n:
+            self.report(title, ["ramtrain printed %s lines for %d" % ("no" if got is None else len(got), n)])
             return
+
+        def fails(s, j):
+            return getattr(s, got_attr)[j] != getattr(s, want_attr)[j]
+
+        def show(s, j):
+            return describe_ids(v, j, s.raw[j], getattr(s, got_attr)[j], getattr(s, want_attr)[j],
+                                "ramtrain", "Tokenizers.js")
+        self.check_lines(side, title, [i for i in range(n) if got[i] != want[i]], n, fails, show)
+
+    def check_bos(self, side):
+        """The default prints --no-special's ids after the BOS of the post-processor."""
+        name, n = side.name, len(side.raw)
+        plain, special = side.rt_plain, side.rt_special
+        if plain is None or special is None or not len(plain) == n == len(special):
+            return  # check_ids said so
+        pre = "%d " % BOS[name] if name in BOS else ""
+        bad = [i for i in range(n) if special[i] != (pre + plain[i]).strip()]
+        self.report("%s: default adds %s to --no-special" % (name, "BOS %d" % BOS[name] if pre else "nothing"),
+                    ["%d lines differ" % len(bad)] if bad else [],
+                    ["line %d: default %r / --no-special %r" % (i + 1, special[i][:80], plain[i][:80])
+                     for i in bad[:SHOW]] if bad else ["%d lines" % n])
+
+    def check_decode(self, side, v):
+        """ramtrain --decode of ramtrain's own ids: x back, or what the reference decoders give."""
+        name, n, dec = side.name, len(side.raw), side.rt_decode
+        if side.rt_plain is None or len(side.rt_plain) != n:
+            return  # check_ids said so
         if dec is None or len(dec) != n:
-            self.report(tag + " ramtrain tokenize --decode", ["printed %s lines for %d" % (
+            self.report(name + ": ramtrain tokenize --decode", ["printed %s lines for %d" % (
                 "no" if dec is None else len(dec), n)])
             return
-        want = [side.x[i].encode() for i in range(n)]
-        fails = lambda s, j: reversible(name, s.x[j]) and s.rt_decode[j] != s.x[j].encode()  # noqa: E731
+
+        def fails(s, j):
+            return reversible(name, s.x[j]) and s.rt_decode[j] != s.x[j].encode()
+
         def show(s, j):
             d, w = s.rt_decode[j], s.x[j].encode()
             k = next((q for q in range(min(len(d), len(w))) if d[q] != w[q]), min(len(d), len(w)))
             return ["line %d: %s" % (j + 1, clip(w, at=k)),
                     "  decoded %s (first difference at byte %d)" % (clip(d, at=k), k),
                     "  ids     %s" % v.show(s.rt_plain[j].split()[:12])]
-        self.check_lines(side, tag + " ramtrain decode(encode(x)) == x", [i for i in rev if dec[i] != want[i]],
-                         len(rev), fails, show, "" if len(rev) == n else " (reversible lines)")
-        if name in SENTENCEPIECE:
-            def ok(s, j):
-                if s.rt_plain[j] != s.tjs[j]:
-                    return True  # ids differ: covered by the encode check
-                d = s.rt_decode[j].decode("utf-8", "replace")
-                return d == s.tjs_decode[j] or (name == "spm" and d == metaspace_rust(v, s.tjs[j].split(), s.tjs_decode[j]))
-            fails = lambda s, j: not ok(s, j)  # noqa: E731
-            show2 = lambda s, j: show(s, j) + ["  Tokenizers.js decodes %s" % clip(s.tjs_decode[j])]  # noqa: E731
-            self.check_lines(side, tag + " ramtrain --decode == reference decoders", [i for i in range(n) if not ok(side, i)],
-                             n, fails, show2)
+        rev = [i for i in range(n) if reversible(name, side.x[i])]
+        self.check_lines(side, name + ": ramtrain decode(encode(x)) == x",
+                         [i for i in rev if fails(side, i)], len(rev), fails, show,
+                         "" if len(rev) == n else " (reversible lines)")
+        if name not in SENTENCEPIECE:
+            return
+
+        def ok(s, j):
+            if s.rt_plain[j] != s.tjs[j]:
+                return True  # other ids: check_ids said so
+            d = s.rt_decode[j].decode("utf-8", "surrogateescape")
+            return d == s.tjs_decode[j] or (name == "spm" and
+                                            d == metaspace_rust(v, s.tjs[j].split(), s.tjs_decode[j]))
+
+        def show2(s, j):
+            return show(s, j) + ["  Tokenizers.js decodes %s" % clip(s.tjs_decode[j])]
+        self.check_lines(side, name + ": ramtrain --decode == reference decoders",
+                         [i for i in range(n) if not ok(side, i)], n, lambda s, j: not ok(s, j), show2)
+
+    def check_random_decode(self, side, v):
+        title = "%s: ramtrain --decode == Tokenizers.js decode on random ids" % side.name
+        if side.rand is None or side.rand_tjs is None or len(side.rand_tjs) != len(side.rand):
+            self.report(title, ["no reference output"])
+            return
+        n = len(side.rand)
+        if side.rt_rand is None or len(side.rt_rand) != n:
+            self.report(title, ["ramtrain printed %s lines for %d" % (
+                "no" if side.rt_rand is None else len(side.rt_rand), n)])
+            return
+
+        def ok(i):
+            d = side.rt_rand[i].decode("utf-8", "surrogateescape")
+            return d == side.rand_tjs[i] or (side.name == "spm" and d == metaspace_rust(
+                v, side.rand[i].split(), side.rand_tjs[i]))
+        bad = [i for i in range(n) if not ok(i)]
+        self.report(title, ["%d of %d lines differ" % (len(bad), n)] if bad else [],
+                    [ln for i in bad[:SHOW] for ln in [
+                        "ids %s" % v.show(side.rand[i].split()),
+                        "  ramtrain      %s" % clip(side.rt_rand[i]),
+                        "  Tokenizers.js %s" % clip(side.rand_tjs[i])]]
+                    if bad else ["%d lines of up to 12 ids (invalid UTF-8, special and byte tokens)" % n])
 
     # ---- main
 
     def main(self):
         a = self.args
         names = a.only.split(",") if a.only else NAMES
+        if any(nm not in NAMES for nm in names):
+            print("test_tokenizer_js: --only takes names among %s" % ",".join(NAMES))
+            return 2
         self.tmp = tempfile.mkdtemp(prefix="ramtrain-tokjs-")
         t0 = time.monotonic()
         corpus = os.path.join(self.tmp, "corpus.txt")
@@ -422,11 +504,11 @@ class Test:
         with open(corpus, "wb") as f:
             f.write(b"".join(ln + b"\n" for ln in lines))
         size = os.path.getsize(corpus)
+        sources = ", ".join("%s %d" % kv for kv in sorted(info["by_source"].items()))
         self.report("corpus has over 1 MiB of real text", [] if info["real"] >= 1 << 20 else
                     ["only %d bytes of real text on this machine" % info["real"]],
                     ["%d bytes, %d lines: real %d (%s), generated %d" % (
-                        size, info["lines"], info["real"],
-                        ", ".join("%s %d" % kv for kv in sorted(info["by_source"].items())), info["generated"])])
+                        size, info["lines"], info["real"], sources, info["generated"])])
         self.tokdir = os.path.join(self.tmp, "tok")
         rc, err, dt = run([a.node, REFTOK, "build", self.tokdir, corpus])
         self.report("reftok build: tokenizer.json files from the npm packages",
@@ -434,8 +516,11 @@ class Test:
         if rc != 0:
             return self.finish(t0)
         sides = {nm: Side(nm, corpus, os.path.join(self.tmp, nm)) for nm in names}
+        for nm, s in sides.items():
+            s.random_ids(os.path.join(self.tokdir, nm, "tokenizer.json"), RANDOM_LINES, a.seed)
         with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
             futs = [ex.submit(s.reference, a.node, self.tokdir) for s in sides.values()]
+            futs += [ex.submit(s.reference_decode, a.node, self.tokdir) for s in sides.values()]
             futs += [ex.submit(s.ramtrain, a.ramtrain, os.path.join(self.tokdir, nm, "tokenizer.json"))
                      for nm, s in sides.items()]
             for f in futs:
@@ -446,8 +531,10 @@ class Test:
             if first and s.td is not None:
                 bad = [i for i in range(len(s.x)) if s.td[i] != s.x[i]]
                 self.report("corpus: Python's and TextDecoder's U+FFFD replacement agree",
-                            ["%d lines differ, e.g. line %d: %r" % (len(bad), bad[0] + 1, s.raw[bad[0]][:80])] if bad else [],
-                            ["%d lines, %d with invalid UTF-8" % (len(s.x), sum("\ufffd" in x for x in s.x))])
+                            ["%d lines differ, e.g. line %d: %r" % (len(bad), bad[0] + 1, s.raw[bad[0]][:80])]
+                            if bad else [],
+                            ["%d lines, %d of them holding U+FFFD" % (
+                                len(s.x), sum("\ufffd" in x for x in s.x))])
                 first = False
             self.check(s)
             print("    (%s: references %.1f s, ramtrain %s)" % (nm, getattr(s, "node_s", 0), ", ".join(

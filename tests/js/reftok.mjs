@@ -52,6 +52,9 @@
 //       OUTPREFIX.tjs.decode: Tokenizers.js decode of its own ids (JSON);
 //       prints one JSON line of timings. --tjs-only (last) skips the second
 //       opinions.
+//   node reftok.mjs decode DIR NAME IDS OUT
+//       OUT: Tokenizers.js decode of each line of IDS (space-separated ids),
+//       one JSON string a line.
 //   node reftok.mjs bench DIR CORPUS PASSES NAME...
 //       encodes every line of CORPUS PASSES times with each reference that
 //       has NAME, timed inside node (no start-up, no loading, no UTF-8
@@ -512,6 +515,16 @@ async function encode(dir, name, corpus, prefix, tjsOnly = false) {
   console.log(JSON.stringify(times));
 }
 
+function decodeIds(dir, name, idsFile, out) {
+  const tok = loadTokenizersJs(dir, name);
+  const lines = fs.readFileSync(idsFile, "utf8").split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  fs.writeFileSync(out, lines.map((l) => {
+    const ids = l.split(" ").filter(Boolean).map(Number);
+    return JSON.stringify(ids.length ? tok.decode(ids) : "");
+  }).join("\n") + "\n");
+}
+
 async function bench(dir, corpus, passes, names) {
   const lines = readLines(corpus);
   const bytes = lines.reduce((n, b) => n + b.length, 0);
@@ -540,8 +553,10 @@ async function main(argv) {
   if (cmd === "build" && a.length === 2) return build(a[0], a[1]);
   if (cmd === "encode" && a.length === 4) return encode(a[0], a[1], a[2], a[3]);
   if (cmd === "encode" && a.length === 5 && a[4] === "--tjs-only") return encode(a[0], a[1], a[2], a[3], true);
+  if (cmd === "decode" && a.length === 4) return decodeIds(a[0], a[1], a[2], a[3]);
   if (cmd === "bench" && a.length >= 4) return bench(a[0], a[1], Number(a[2]), a.slice(3));
-  console.error("usage: node reftok.mjs build DIR CORPUS | encode DIR NAME CORPUS OUTPREFIX [--tjs-only] | bench DIR CORPUS PASSES NAME...");
+  console.error("usage: node reftok.mjs build DIR CORPUS | encode DIR NAME CORPUS OUTPREFIX [--tjs-only] | " +
+                "decode DIR NAME IDS OUT | bench DIR CORPUS PASSES NAME...");
   process.exit(2);
 }
 
