@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "services/common/bus.h"
 #include "services/common/envelope.h"
 #include "services/common/rng.h"
 #include "services/dataloader/data.h"
@@ -49,31 +50,14 @@ static void die(const char *what, const char *msg)
     exit(1);
 }
 
-static Ramtrain__Envelope *call(void *sock, const char *run_id, Ramtrain__Envelope *e, int ms)
+/* The reply to e, or NULL when none came within ms. */
+static Ramtrain__Envelope *call(bus_client *c, Ramtrain__Envelope *e, int ms)
 {
-    uint8_t *buf;
-    size_t len;
+    Ramtrain__Envelope *r;
     rt_err err = {{0}};
-    if (env_pack_alloc(e, &buf, &len, &err) < 0)
-        die("pack", err.msg);
-    zmq_send(sock, buf, len, 0);
-    free(buf);
-    for (;;) {
-        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, ms) <= 0)
-            return NULL;
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        zmq_msg_recv(&m, sock, 0);
-        Ramtrain__Envelope *r = NULL;
-        int rc = env_unpack(zmq_msg_data(&m), zmq_msg_size(&m), run_id, &r, NULL, &err);
-        zmq_msg_close(&m);
-        if (rc < 0)
-            die("reply", err.msg);
-        if (r->request_id == e->request_id && r->body_case != RAMTRAIN__ENVELOPE__BODY_HEARTBEAT)
-            return r;
-        env_free(r);
-    }
+    if (bus_client_call(c, e, ms, &r, &err) < 0)
+        die(env_body_name(e), err.msg);
+    return r;
 }
 
 int main(int argc, char **argv)
@@ -172,12 +156,12 @@ int main(int argc, char **argv)
               "--threads", thr, (char *)NULL);
         _exit(127);
     }
-    void *zc = zmq_ctx_new(), *sock = zmq_socket(zc, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    void *zc = zmq_ctx_new();
+    bus_client bc = {.run_id = "bench"};
     char ep[4300];
     snprintf(ep, sizeof ep, "ipc://%s/sock/dataloader", run_dir);
-    zmq_connect(sock, ep);
+    if (bus_client_connect(&bc, zc, ep, &err) < 0)
+        die("connect", err.msg);
     uint64_t req = 1;
     Ramtrain__Envelope e, *rep = NULL;
     for (int i = 0; i < 600 && rep == NULL; i++) {
@@ -186,7 +170,7 @@ int main(int argc, char **argv)
         h.role = "worker";
         e.body_case = RAMTRAIN__ENVELOPE__BODY_HELLO;
         e.hello = &h;
-        rep = call(sock, "bench", &e, 100);
+        rep = call(&bc, &e, 100);
     }
     if (rep == NULL)
         die(bin, "the data loader did not answer");
@@ -207,7 +191,7 @@ int main(int argc, char **argv)
             g.has_batch = 1, g.batch = (uint64_t)k;
             e.body_case = RAMTRAIN__ENVELOPE__BODY_GET_BATCH;
             e.get_batch = &g;
-            rep = call(sock, "bench", &e, 60000);
+            rep = call(&bc, &e, 60000);
             if (rep == NULL || rep->body_case != RAMTRAIN__ENVELOPE__BODY_BATCH_READY)
                 die("GetBatch", rep ? env_body_name(rep) : "no reply");
             const int32_t *st = ring_tokens(&rg, rep->batch_ready->ring_slot);
@@ -222,7 +206,7 @@ int main(int argc, char **argv)
     waitpid(pid, NULL, 0);
     ring_close(&rg);
     ring_unlink("bench", NULL);
-    zmq_close(sock);
+    bus_client_close(&bc);
     zmq_ctx_term(zc);
     if (sum_sv != sum_in)
         fprintf(stderr, "bench_dataloader: the service's batches differ from data_batch's\n");

@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/fio_ref.h"
 #include "storage/io_engine.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -85,23 +85,6 @@ static uint64_t parse_size(const char *s)
     return (uint64_t)v << shift;
 }
 
-/* Finds name in PATH; 0 and out filled, or -ENOENT. */
-static int find_in_path(const char *name, char *out, size_t len)
-{
-    const char *path = getenv("PATH");
-    if (path == NULL || *path == '\0')
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        const char *colon = strchr(path, ':');
-        size_t n = colon ? (size_t)(colon - path) : strlen(path);
-        snprintf(out, len, "%.*s/%s", (int)n, n ? path : ".", name);
-        if (access(out, X_OK) == 0)
-            return 0;
-        path += n + (colon ? 1 : 0);
-    }
-    return -ENOENT;
-}
-
 /* One sequential pass over the file through the engine: `depth` requests in
  * flight, each reaped batch refilled with one io_submit. Returns bytes/s, or
  * a negative value after printing the failure. */
@@ -148,94 +131,6 @@ static double engine_pass(struct bench *b, io_engine *e, uint8_t *buf, bool writ
 cleanup:
     free(reqs);
     free(done);
-    return rate;
-}
-
-/* Runs fio on the same file and returns its bw_bytes, or a negative value
- * after printing the failure. */
-static double fio_pass(struct bench *b, bool write, char *version, size_t vlen)
-{
-    char a_file[4200], a_rw[32], a_bs[64], a_depth[64], a_size[64];
-    snprintf(a_file, sizeof a_file, "--filename=%s", b->path);
-    snprintf(a_rw, sizeof a_rw, "--rw=%s", write ? "write" : "read");
-    snprintf(a_bs, sizeof a_bs, "--bs=%zu", b->bs);
-    snprintf(a_depth, sizeof a_depth, "--iodepth=%u", b->depth);
-    snprintf(a_size, sizeof a_size, "--size=%llu", (unsigned long long)b->size);
-    char *argv[] = {b->fio, "--name=bench_io", a_file, a_rw, a_bs, a_depth, a_size, "--direct=1",
-                    "--ioengine=io_uring", "--output-format=json", NULL};
-    int p[2];
-    if (pipe(p) != 0) {
-        perror("bench_io: pipe");
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("bench_io: fork");
-        close(p[0]);
-        close(p[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        dup2(p[1], STDOUT_FILENO);
-        close(p[0]);
-        close(p[1]);
-        execv(b->fio, argv);
-        fprintf(stderr, "bench_io: cannot run %s: %s\n", b->fio, strerror(errno));
-        _exit(127);
-    }
-    close(p[1]);
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
-    ssize_t got;
-    while (out != NULL && (got = read(p[0], out + len, cap - len - 1)) > 0) {
-        len += (size_t)got;
-        if (cap - len < 1024) {
-            char *grown = realloc(out, cap * 2);
-            if (grown == NULL) {
-                free(out);
-                out = NULL;
-                break;
-            }
-            out = grown;
-            cap *= 2;
-        }
-    }
-    close(p[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    double rate = -1;
-    json_t *root = NULL;
-    if (out == NULL) {
-        fprintf(stderr, "bench_io: no memory for fio's output\n");
-        goto cleanup;
-    }
-    out[len] = '\0';
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench_io: fio failed (status %d): %s\n", status, out);
-        goto cleanup;
-    }
-    char *start = strchr(out, '{'); /* fio may print notes before the JSON */
-    json_error_t jerr;
-    root = start ? json_loads(start, 0, &jerr) : NULL;
-    if (root == NULL) {
-        fprintf(stderr, "bench_io: fio's output is not JSON (%s): %.200s\n", start ? jerr.text : "no '{'", out);
-        goto cleanup;
-    }
-    const char *ver = json_string_value(json_object_get(root, "fio version"));
-    if (ver != NULL)
-        snprintf(version, vlen, "%s", ver);
-    json_t *job = json_array_get(json_object_get(root, "jobs"), 0);
-    json_t *bw = json_object_get(json_object_get(job, write ? "write" : "read"), "bw_bytes");
-    if (!json_is_integer(bw) || json_integer_value(bw) <= 0) {
-        fprintf(stderr, "bench_io: fio's JSON has no positive jobs[0].%s.bw_bytes\n", write ? "write" : "read");
-        goto cleanup;
-    }
-    rate = (double)json_integer_value(bw);
-
-cleanup:
-    json_decref(root);
-    free(out);
     return rate;
 }
 
@@ -388,11 +283,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_io: warning: --size rounded down to %llu bytes, a multiple of --bs\n",
                 (unsigned long long)b.size);
     }
-    if (find_in_path("fio", b.fio, sizeof b.fio) != 0) {
-        fprintf(stderr, "bench_io: fio not found in PATH; it is the reference this benchmark compares with: "
-                        "install the Debian package 'fio'\n");
+    if (fio_find(b.fio, sizeof b.fio) != 0)
         return 2;
-    }
 
     int rc = 1;
     rt_err err = {{0}};
@@ -455,7 +347,8 @@ int main(int argc, char **argv)
             for (int j = 0; j < N_WHO; j++) {
                 int who = (r + j) % N_WHO; /* each goes first, second and third in turn */
                 if (who == FIO)
-                    got[w][who] = fio_pass(&b, write, version, sizeof version);
+                    got[w][who] = fio_seq(b.fio, b.path, write, b.bs, b.depth, b.size, version,
+                                          sizeof version);
                 else if (who == ENGINE_4K)
                     got[w][who] = engine4k_pass(&b, write);
                 else

@@ -13,11 +13,13 @@
  * Debian package on stderr. */
 int fio_find(char *path, size_t len);
 
-/* Runs one sequential O_DIRECT job (io_uring engine) on file: write or
- * read, `size` bytes in `bs`-byte requests at queue depth `depth`. Returns
- * fio's bandwidth in bytes/s, or a negative value after printing why.
- * Blocks for the whole run. */
+/* Runs one sequential O_DIRECT job (io_uring engine, fio's own unregistered
+ * buffers) on file: write or read, `size` bytes in `bs`-byte requests at
+ * queue depth `depth`. Returns fio's bandwidth in bytes/s (> 0), or a
+ * negative value after printing why. version (may be NULL) gets fio's
+ * "fio version" string in version[vlen], left as it was when the report has
+ * none. Blocks for the whole run. */
 double fio_seq(const char *fio, const char *file, bool write, uint64_t bs, unsigned depth,
-               uint64_t size);
+               uint64_t size, char *version, size_t vlen);
 
 #endif

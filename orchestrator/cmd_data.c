@@ -56,6 +56,7 @@
 #include "services/common/log.h"
 #include "services/dataloader/data.h"
 #include "services/dataloader/dedup.h"
+#include "services/dataloader/text_util.h"
 #include "services/dataloader/tokenizer.h"
 
 #define DP_ROUND_TOKENS (8u << 20) /* document tokens per fingerprinting round: 32 MiB of ids */
@@ -113,22 +114,6 @@ typedef struct dp_ctx {
 
 /* ---- shards ----------------------------------------------------------------- */
 
-static int dp_write_all(int fd, const void *p, size_t len)
-{
-    const char *b = p;
-    while (len > 0) {
-        ssize_t w = write(fd, b, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        b += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static void dp_shard_name(char *buf, size_t len, const char *dir, size_t i)
 {
     snprintf(buf, len, "%s/shard-%05zu.bin", dir, i);
@@ -145,7 +130,7 @@ static int dp_shard_close(dp_ctx *c, rt_err *err)
     hdr[0] = c->width == 2 ? DP_MAGIC16 : DP_MAGIC32;
     hdr[1] = c->width == 2 ? DP_VERSION16 : DP_VERSION32;
     hdr[2] = (int32_t)sh->tokens;
-    int rc = dp_write_all(c->fd, c->wbuf, c->wn);
+    int rc = tu_write_all(c->fd, c->wbuf, c->wn);
     c->wn = 0;
     if (rc == 0) {
         ssize_t w = pwrite(c->fd, hdr, sizeof hdr, 0);
@@ -180,7 +165,7 @@ static int dp_shard_open(dp_ctx *c, rt_err *err)
         return err_set(err, -errno, "%s: cannot create: %s", path, strerror(errno));
     c->shards[c->n_shards++] = (dp_shard){0};
     static const int32_t zero[DP_HEADER];
-    int rc = dp_write_all(c->fd, zero, sizeof zero);
+    int rc = tu_write_all(c->fd, zero, sizeof zero);
     if (rc < 0)
         return err_set(err, rc, "%s: cannot write: %s", path, strerror(-rc));
     return 0;
@@ -189,7 +174,7 @@ static int dp_shard_open(dp_ctx *c, rt_err *err)
 static int dp_put_id(dp_ctx *c, int32_t id, rt_err *err)
 {
     if (c->wn + 4 > DP_WBUF) {
-        int rc = dp_write_all(c->fd, c->wbuf, c->wn);
+        int rc = tu_write_all(c->fd, c->wbuf, c->wn);
         c->wn = 0;
         if (rc < 0)
             return err_set(err, rc, "%s/shard-%05zu.bin: cannot write: %s", c->dir, c->n_shards - 1,
@@ -527,7 +512,7 @@ static int dp_write_json(const dp_ctx *c, const data_config *cfg, const char *da
     }
     size_t len = strlen(text);
     text[len] = '\n'; /* json_dumps ends without one; its NUL becomes the newline */
-    rc = dp_write_all(fd, text, len + 1);
+    rc = tu_write_all(fd, text, len + 1);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)

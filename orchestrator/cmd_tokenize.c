@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "orchestrator/cli.h"
+#include "services/dataloader/text_util.h"
 #include "services/dataloader/tokenizer.h"
 
 #define TZ_BLOCK_PER_THREAD (1u << 20) /* bytes of input per thread and block */
@@ -180,21 +181,6 @@ static void *tz_run(void *arg)
     return NULL;
 }
 
-static int tz_write(const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(STDOUT_FILENO, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Encodes or decodes the whole lines in buf[0..len) with the jobs; writes
  * the output. *line is the number of the first line, advanced past them. */
 static int tz_block(tz_job *jobs, int threads, const char *buf, size_t len, size_t *line)
@@ -237,7 +223,7 @@ static int tz_block(tz_job *jobs, int threads, const char *buf, size_t len, size
             cli_error("tokenize", "%s", jobs[k].msg);
             return jobs[k].rc;
         }
-        int rc = tz_write(jobs[k].out.p, jobs[k].out.len);
+        int rc = tu_write_all(STDOUT_FILENO, jobs[k].out.p, jobs[k].out.len);
         if (rc < 0) {
             cli_error("tokenize", "writing stdout: %s", strerror(-rc));
             return CLI_FAIL;

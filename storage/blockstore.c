@@ -404,6 +404,27 @@ void bs_block_close(bs_block *b)
     memset(b, 0, sizeof *b);
 }
 
+/* The pages a mapping of an object in dir gets. On tmpfs, advise asks for
+ * transparent huge pages first (advice only: with THP off the kernel ignores
+ * it, and so do we). */
+static bs_pages map_pages(bs_fs kind, const char *dir, void *base, uint64_t bytes, bool advise)
+{
+    if (kind == FS_HUGETLB)
+        return BS_PAGES_HUGETLB;
+    if (kind != FS_TMPFS)
+        return BS_PAGES_SMALL;
+    if (advise)
+        (void)madvise(base, bytes, MADV_HUGEPAGE);
+    return tmpfs_thp(dir, advise) ? BS_PAGES_THP : BS_PAGES_SMALL;
+}
+
+/* Hands the mapping base[bytes] of the object at path to the caller. */
+static void fill_out(bs_block *out, void *base, uint64_t bytes, bs_pages pages, const char *path)
+{
+    *out = (bs_block){.hdr = base, .base = base, .map_bytes = bytes, .pages = pages};
+    memcpy(out->path, path, strlen(path) + 1);
+}
+
 /* ---- create ------------------------------------------------------------------------ */
 
 /* Allocates every page of the mapping, after placement: MADV_POPULATE_WRITE
@@ -487,15 +508,7 @@ static int create_in(const char *dir, const char *run_id, int shard, int n_block
         goto cleanup;
     }
 
-    bs_pages pages = BS_PAGES_SMALL;
-    if (kind == FS_HUGETLB) {
-        pages = BS_PAGES_HUGETLB;
-    } else if (kind == FS_TMPFS) {
-        /* Advice only: with THP off the kernel ignores it, and so do we. */
-        if (try_huge)
-            (void)madvise(base, bytes, MADV_HUGEPAGE);
-        pages = tmpfs_thp(dir, try_huge) ? BS_PAGES_THP : BS_PAGES_SMALL;
-    }
+    bs_pages pages = map_pages(kind, dir, base, bytes, try_huge);
 
     if (t != NULL) {
         rc = topo_place(t, base, bytes, policy, err);
@@ -531,8 +544,6 @@ static int create_in(const char *dir, const char *run_id, int shard, int n_block
     h->n_blocks = (uint32_t)n_blocks;
     h->flags = spilled ? BS_FLAG_SPILLED : 0;
     h->map_bytes = bytes;
-    h->spill_slot = 0;
-    h->pad0 = 0;
     atomic_store_explicit(&h->version, 0, memory_order_relaxed);
     atomic_store_explicit(&h->steps_committed, 0, memory_order_relaxed);
     atomic_store_explicit(&h->data_cursor, 0, memory_order_relaxed);
@@ -545,12 +556,7 @@ static int create_in(const char *dir, const char *run_id, int shard, int n_block
      * every header byte above. */
     __atomic_store_n(&h->magic, BS_MAGIC, __ATOMIC_RELEASE);
 
-    memset(out, 0, sizeof *out);
-    out->hdr = h;
-    out->base = base;
-    out->map_bytes = bytes;
-    out->pages = pages;
-    memcpy(out->path, path, strlen(path) + 1);
+    fill_out(out, base, bytes, pages, path);
     base = MAP_FAILED;
     created = false;
 cleanup:
@@ -913,22 +919,12 @@ int bs_block_attach_flags(const char *run_id, int shard, int n_blocks, const lb_
     if (rc != 0)
         goto cleanup;
 
-    bs_fs kind = FS_OTHER;
-    uint64_t bsize = 0;
-    bs_pages pages = BS_PAGES_SMALL;
-    if (fs_kind(dirs[at], &kind, &bsize) == 0 && kind == FS_HUGETLB) {
-        pages = BS_PAGES_HUGETLB;
-    } else if (kind == FS_TMPFS) {
-        /* The pages are there already; the advice is for this mapping's
-         * page tables (PMD mappings where the pages are huge). */
-        (void)madvise(base, size, MADV_HUGEPAGE);
-        pages = tmpfs_thp(dirs[at], true) ? BS_PAGES_THP : BS_PAGES_SMALL;
-    }
-    out->hdr = base;
-    out->base = base;
-    out->map_bytes = size;
-    out->pages = pages;
-    memcpy(out->path, path, strlen(path) + 1);
+    bs_fs kind;
+    uint64_t bsize;
+    (void)fs_kind(dirs[at], &kind, &bsize); /* FS_OTHER when it cannot tell */
+    /* The pages are there already; the advice is for this mapping's page
+     * tables (PMD mappings where the pages are huge). */
+    fill_out(out, base, size, map_pages(kind, dirs[at], base, size, true), path);
     base = MAP_FAILED;
 cleanup:
     if (base != MAP_FAILED)

@@ -84,10 +84,8 @@ typedef struct bs_header {
     _Atomic uint64_t steps_committed;     /* steps committed run-wide when last written */
     _Atomic uint64_t data_cursor;         /* next global micro-batch index after them */
     _Atomic uint32_t op;                  /* bs_op: an in-place update in progress */
-    uint32_t spill_slot;                  /* current slot (0/1) of this block's spill extent */
-    _Atomic uint64_t accum_step;          /* step whose gradients accum holds */
     _Atomic uint32_t accum_count;         /* micro-batches of accum_step accumulated */
-    uint32_t pad0;
+    _Atomic uint64_t accum_step;          /* step whose gradients accum holds */
     double step_clip;                     /* ApplyStep in progress (steps_committed -> +1): */
     uint64_t step_cursor;                 /* its clip factor and data cursor, so a restart
                                              can finish the blocks it had not reached */

@@ -373,8 +373,8 @@ static int ckpt_str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Checks every tensor and fills nbytes[n] with their sizes. */
-static int ckpt_check_tensors(const char *path, const ckpt_tensor *t, int n, uint64_t *nbytes, rt_err *err)
+/* Checks every tensor and describes each in ents[n] for the header. */
+static int ckpt_check_tensors(const char *path, const ckpt_tensor *t, int n, st_entry *ents, rt_err *err)
 {
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -391,13 +391,14 @@ static int ckpt_check_tensors(const char *path, const ckpt_tensor *t, int n, uin
             if (x->shape[d] < 0)
                 return err_set(err, -EINVAL, "%s: tensor %s: shape[%d] is %lld, expected a non-negative size",
                                path, x->name, d, (long long)x->shape[d]);
-        if (st_shape_bytes(x->shape, x->ndim, x->dtype, &nbytes[i]) < 0 ||
-            nbytes[i] > (uint64_t)INT64_MAX - total)
+        ents[i] = (st_entry){.name = x->name, .dtype = x->dtype, .ndim = x->ndim, .shape = x->shape};
+        if (st_shape_bytes(x->shape, x->ndim, x->dtype, &ents[i].nbytes) < 0 ||
+            ents[i].nbytes > (uint64_t)INT64_MAX - total)
             return err_set(err, -EFBIG, "%s: tensor %s: the data section would exceed 2^63 bytes", path, x->name);
-        total += nbytes[i];
-        if (nbytes[i] > 0 && x->data == NULL && x->fill == NULL)
+        total += ents[i].nbytes;
+        if (ents[i].nbytes > 0 && x->data == NULL && x->fill == NULL)
             return err_set(err, -EINVAL, "%s: tensor %s: neither data nor a fill callback for %llu bytes",
-                           path, x->name, (unsigned long long)nbytes[i]);
+                           path, x->name, (unsigned long long)ents[i].nbytes);
     }
     if (n < 2)
         return 0;
@@ -420,102 +421,11 @@ static int ckpt_jset(json_t *obj, const char *key, json_t *v)
     return v == NULL || json_object_set_new(obj, key, v) < 0 ? -ENOMEM : 0;
 }
 
-/* Builds the 8-byte length and the header JSON, padded with spaces so that
- * the data section starts at a multiple of IO_ALIGN: *head[*head_len]. */
-static int ckpt_header(const char *path, const ckpt_tensor *t, int n, const uint64_t *nbytes,
-                       const char *const *meta_kv, uint8_t **head, size_t *head_len, rt_err *err)
-{
-    int rc = 0;
-    char *json = NULL;
-    json_t *root = json_object();
-    if (root == NULL)
-        return err_set(err, -ENOMEM, "%s: out of memory", path);
-
-    if (meta_kv != NULL && meta_kv[0] != NULL) {
-        json_t *meta = json_object();
-        rc = ckpt_jset(root, "__metadata__", meta);
-        for (int i = 0; rc == 0 && meta_kv[i] != NULL; i += 2) {
-            if (meta_kv[i + 1] == NULL) {
-                rc = err_set(err, -EINVAL, "%s: metadata key %s has no value (meta_kv ends after a key)",
-                             path, meta_kv[i]);
-                goto cleanup;
-            }
-            rc = ckpt_jset(meta, meta_kv[i], json_string(meta_kv[i + 1]));
-            if (rc < 0) {
-                rc = err_set(err, rc, "%s: metadata key %s: cannot encode (out of memory or not UTF-8)",
-                             path, meta_kv[i]);
-                goto cleanup;
-            }
-        }
-        if (rc < 0) {
-            rc = err_set(err, rc, "%s: out of memory", path);
-            goto cleanup;
-        }
-    }
-    uint64_t pos = 0;
-    for (int i = 0; i < n; i++) {
-        json_t *ent = json_object();
-        json_t *shape = json_array();
-        json_t *offs = json_array();
-        rc = ckpt_jset(root, t[i].name, ent);
-        if (rc == 0)
-            rc = ckpt_jset(ent, "dtype", json_string(dt_name(t[i].dtype)));
-        if (rc == 0)
-            rc = ckpt_jset(ent, "shape", shape);
-        else
-            json_decref(shape);
-        if (rc == 0)
-            rc = ckpt_jset(ent, "data_offsets", offs);
-        else
-            json_decref(offs);
-        for (int d = 0; d < t[i].ndim && rc == 0; d++)
-            if (json_array_append_new(shape, json_integer((json_int_t)t[i].shape[d])) < 0)
-                rc = -ENOMEM;
-        if (rc == 0 && (json_array_append_new(offs, json_integer((json_int_t)pos)) < 0 ||
-                        json_array_append_new(offs, json_integer((json_int_t)(pos + nbytes[i]))) < 0))
-            rc = -ENOMEM;
-        if (rc < 0) {
-            rc = err_set(err, rc, "%s: tensor %s: cannot encode the header entry (out of memory or name not UTF-8)",
-                         path, t[i].name);
-            goto cleanup;
-        }
-        pos += nbytes[i];
-    }
-
-    json = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (json == NULL) {
-        rc = err_set(err, -ENOMEM, "%s: cannot encode the header", path);
-        goto cleanup;
-    }
-    size_t jlen = strlen(json);
-    size_t hlen = (size_t)ckpt_round_up(8 + (uint64_t)jlen, IO_ALIGN) - 8;
-    if (hlen > ST_MAX_HEADER) {
-        rc = err_set(err, -EFBIG, "%s: header of %zu bytes exceeds the %u safetensors readers accept",
-                     path, hlen, ST_MAX_HEADER);
-        goto cleanup;
-    }
-    *head = malloc(8 + hlen);
-    if (*head == NULL) {
-        rc = err_set(err, -ENOMEM, "%s: out of memory", path);
-        goto cleanup;
-    }
-    for (int i = 0; i < 8; i++)
-        (*head)[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-    memcpy(*head + 8, json, jlen);
-    memset(*head + 8 + jlen, ' ', hlen - jlen);
-    *head_len = 8 + hlen;
-
-cleanup:
-    free(json);
-    json_decref(root);
-    return rc;
-}
-
 /* Where the byte stream stands: the header, then tensor after tensor. */
 struct ckpt_src {
     const char *path;
     const ckpt_tensor *t;
-    const uint64_t *nbytes;  /* [n] */
+    const st_entry *ents;    /* [n] t's names, shapes and bytes */
     int n;
     const uint8_t *head;     /* [head_len] */
     size_t head_len;
@@ -571,7 +481,7 @@ static int ckpt_gather(struct ckpt_src *s, uint8_t *dst, size_t want, rt_err *er
         if (s->seg >= s->n)
             return err_set(err, -EIO, "%s: internal error: the stream ran out of tensors", s->path);
         const ckpt_tensor *x = &s->t[s->seg];
-        uint64_t left = s->nbytes[s->seg] - s->off;
+        uint64_t left = s->ents[s->seg].nbytes - s->off;
         if (left == 0) {
             s->seg++;
             s->off = 0;
@@ -657,7 +567,7 @@ int ckpt_write_safetensors(io_engine *e, const ckpt_staging *stage, const char *
 {
     int rc = 0, fd = -1;
     bool created = false;
-    uint64_t *nbytes = NULL; /* [n] bytes of each tensor */
+    st_entry *ents = NULL;   /* [n] each tensor as the header describes it */
     uint8_t *head = NULL;    /* [head_len] length + padded header JSON */
     size_t head_len = 0;
     ckpt_staging own = {0};
@@ -668,18 +578,18 @@ int ckpt_write_safetensors(io_engine *e, const ckpt_staging *stage, const char *
     if (io_pending(e) != 0)
         return err_set(err, -EBUSY, "%s: the I/O engine has %d requests in flight; it must be idle", path,
                        io_pending(e));
-    nbytes = calloc((size_t)n + 1, sizeof *nbytes);
-    if (nbytes == NULL)
+    ents = calloc((size_t)n + 1, sizeof *ents);
+    if (ents == NULL)
         return err_set(err, -ENOMEM, "%s: out of memory", path);
-    rc = ckpt_check_tensors(path, t, n, nbytes, err);
+    rc = ckpt_check_tensors(path, t, n, ents, err);
     if (rc < 0)
         goto cleanup;
-    rc = ckpt_header(path, t, n, nbytes, meta_kv, &head, &head_len, err);
+    rc = st_header_encode(path, ents, n, meta_kv, IO_ALIGN, &head, &head_len, err);
     if (rc < 0)
         goto cleanup;
     uint64_t total = head_len;
     for (int i = 0; i < n; i++)
-        total += nbytes[i];
+        total += ents[i].nbytes;
 
     if (stage == NULL) {
         uint64_t len = ckpt_round_up(total, IO_ALIGN);
@@ -717,7 +627,7 @@ int ckpt_write_safetensors(io_engine *e, const ckpt_staging *stage, const char *
         goto cleanup;
     }
 
-    struct ckpt_src src = {.path = path, .t = t, .nbytes = nbytes, .n = n, .head = head,
+    struct ckpt_src src = {.path = path, .t = t, .ents = ents, .n = n, .head = head,
                            .head_len = head_len, .seg = -1};
     uint64_t pos = 0; /* file offset of the next write */
     for (int k = 0; pos < total; k = (k + 1) % stage->n) {
@@ -779,7 +689,7 @@ cleanup:
         unlink(path);
     ckpt_staging_free(&own);
     free(head);
-    free(nbytes);
+    free(ents);
     return rc;
 }
 
@@ -1192,14 +1102,12 @@ static int ckpt_read_done(const char *dir, uint64_t *step, json_t **files, rt_er
 {
     char path[CKPT_PATH_MAX];
     json_t *root = NULL;
-    struct stat sb;
     int rc = ckpt_join(path, sizeof path, dir, CKPT_DONE_FILE, err);
-    if (rc < 0)
-        return rc;
-    if (stat(path, &sb) < 0 && errno == ENOENT)
+    if (rc == 0)
+        rc = ckpt_load_json(path, &root, err);
+    if (rc == -ENOENT)
         return err_set(err, -ENOENT, "%s: no DONE marker: the checkpoint was not finished (written by a run that "
                        "died?); resume from an older one", dir);
-    rc = ckpt_load_json(path, &root, err);
     if (rc < 0)
         return rc;
     rc = ckpt_json_u64(path, "step", json_object_get(root, "step"), step, err);
@@ -1235,20 +1143,16 @@ int ckpt_locate(const char *path, uint64_t *step, char *dir, size_t len, rt_err 
     const char *slash = strrchr(base, '/');
     const char *name = slash ? slash + 1 : base;
 
-    char done[CKPT_PATH_MAX];
-    int rc = ckpt_join(done, sizeof done, base, CKPT_DONE_FILE, err);
+    uint64_t s;
+    bool step_dir = ckpt_parse_step(name, "", &s) || ckpt_is_tmp_name(name);
+    int rc = ckpt_read_done(base, step, NULL, err);
+    if (rc == -ENOENT && !step_dir)
+        return ckpt_latest(base, UINT64_MAX, step, dir, len, err); /* a root holding step directories */
     if (rc < 0)
         return rc;
-    uint64_t s;
-    if (stat(done, &sb) == 0 || ckpt_parse_step(name, "", &s) || ckpt_is_tmp_name(name)) {
-        rc = ckpt_read_done(base, step, NULL, err);
-        if (rc < 0)
-            return rc;
-        if ((size_t)snprintf(dir, len, "%s", base) >= len)
-            return err_set(err, -ENAMETOOLONG, "%s: path longer than %zu bytes", base, len ? len - 1 : 0);
-        return 0;
-    }
-    return ckpt_latest(base, UINT64_MAX, step, dir, len, err);
+    if ((size_t)snprintf(dir, len, "%s", base) >= len)
+        return err_set(err, -ENAMETOOLONG, "%s: path longer than %zu bytes", base, len ? len - 1 : 0);
+    return 0;
 }
 
 static int ckpt_ends_with(const char *s, const char *suffix)
@@ -1265,6 +1169,27 @@ static int ckpt_same_shape(const st_tensor *a, const st_tensor *b)
         if (a->shape[i] != b->shape[i])
             return 0;
     return 1;
+}
+
+/* dir/name into path[len], or for a .safetensors name its index
+ * dir/name.index.json (a sharded file) when only that exists. A name DONE
+ * lists (in listed) is taken as it is: the size check stats it. -ENOENT when
+ * neither exists. */
+static int ckpt_find_file(const char *dir, const char *name, const json_t *listed, char *path, size_t len,
+                          rt_err *err)
+{
+    struct stat sb;
+    char alt[CKPT_PATH_MAX];
+    int rc = ckpt_join(path, len, dir, name, err);
+    if (rc < 0 || json_object_get(listed, name) != NULL || stat(path, &sb) == 0)
+        return rc;
+    if (ckpt_ends_with(name, ".safetensors") && (size_t)snprintf(alt, sizeof alt, "%s.index.json", path) < len &&
+        stat(alt, &sb) == 0) {
+        memcpy(path, alt, strlen(alt) + 1);
+        return 0;
+    }
+    return err_set(err, -ENOENT, "%s: missing (a checkpoint holds %s, %s, %s and %s)", path, CKPT_CONFIG_FILE,
+                   CKPT_MODEL_FILE, CKPT_OPTIM_FILE, CKPT_STATE_FILE);
 }
 
 /* Checks that opt holds exactly the AdamW state of the tensors of model. */
@@ -1317,7 +1242,7 @@ int ckpt_validate(const char *dir, ckpt_state *st_out, rt_err *err)
     json_t *files = NULL, *cfg = NULL;
     st_set *model = NULL, *opt = NULL;
     ckpt_state st;
-    char path[CKPT_PATH_MAX], alt[CKPT_PATH_MAX];
+    char path[CKPT_PATH_MAX], model_path[CKPT_PATH_MAX], opt_path[CKPT_PATH_MAX];
     struct stat sb;
 
     if (stat(dir, &sb) < 0) {
@@ -1331,20 +1256,11 @@ int ckpt_validate(const char *dir, ckpt_state *st_out, rt_err *err)
     if (rc < 0)
         return rc;
 
+    char *found[] = {path, model_path, opt_path, path}; /* where each of ckpt_required is */
     for (size_t i = 0; i < sizeof ckpt_required / sizeof ckpt_required[0]; i++) {
-        rc = ckpt_join(path, sizeof path, dir, ckpt_required[i], err);
+        rc = ckpt_find_file(dir, ckpt_required[i], files, found[i], CKPT_PATH_MAX, err);
         if (rc < 0)
             goto cleanup;
-        if (stat(path, &sb) == 0)
-            continue;
-        /* A sharded model or optimizer is named by its index instead. */
-        if (ckpt_ends_with(path, ".safetensors")) {
-            if ((size_t)snprintf(alt, sizeof alt, "%s.index.json", path) < sizeof alt && stat(alt, &sb) == 0)
-                continue;
-        }
-        rc = err_set(err, -ENOENT, "%s: missing (a checkpoint holds %s, %s, %s and %s)", path, CKPT_CONFIG_FILE,
-                     CKPT_MODEL_FILE, CKPT_OPTIM_FILE, CKPT_STATE_FILE);
-        goto cleanup;
     }
 
     const char *fname;
@@ -1396,18 +1312,13 @@ int ckpt_validate(const char *dir, ckpt_state *st_out, rt_err *err)
         goto cleanup;
     }
 
-    rc = st_open(dir, &model, err);
+    rc = st_open(model_path, &model, err);
     if (rc < 0)
         goto cleanup;
-    rc = ckpt_join(path, sizeof path, dir, CKPT_OPTIM_FILE, err);
+    rc = st_open(opt_path, &opt, err);
     if (rc < 0)
         goto cleanup;
-    if (stat(path, &sb) < 0 && (size_t)snprintf(alt, sizeof alt, "%s.index.json", path) < sizeof alt)
-        memcpy(path, alt, strlen(alt) + 1);
-    rc = st_open(path, &opt, err);
-    if (rc < 0)
-        goto cleanup;
-    rc = ckpt_check_optim(model, opt, path, err);
+    rc = ckpt_check_optim(model, opt, opt_path, err);
     if (rc < 0)
         goto cleanup;
     if (st_out != NULL)

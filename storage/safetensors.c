@@ -997,29 +997,40 @@ static int st_jset(json_t *obj, const char *key, json_t *v)
     return v == NULL || json_object_set_new(obj, key, v) < 0 ? -ENOMEM : 0;
 }
 
-/* Writes ents[0..n) with the writer's metadata as one file at path. */
-static int st_write_file(const st_writer *w, const struct st_wentry *ents, int n, const char *path, rt_err *err)
+int st_header_encode(const char *path, const st_entry *ents, int n, const char *const *meta_kv, size_t align,
+                     uint8_t **head, size_t *head_len, rt_err *err)
 {
     int rc = 0;
     char *json = NULL;
-    uint8_t *head = NULL; /* [8 + padded header] */
+    *head = NULL;
     json_t *root = json_object();
     if (root == NULL)
         return err_set(err, -ENOMEM, "%s: out of memory", path);
 
-    if (w->n_meta > 0) {
+    if (meta_kv != NULL && meta_kv[0] != NULL) {
         json_t *meta = json_object();
         rc = st_jset(root, "__metadata__", meta);
-        for (int i = 0; i < w->n_meta && rc == 0; i++)
-            rc = st_jset(meta, w->meta[i].key, json_string(w->meta[i].value));
+        for (int i = 0; rc == 0 && meta_kv[i] != NULL; i += 2) {
+            if (meta_kv[i + 1] == NULL) {
+                rc = err_set(err, -EINVAL, "%s: metadata key %s has no value (meta_kv ends after a key)",
+                             path, meta_kv[i]);
+                goto cleanup;
+            }
+            rc = st_jset(meta, meta_kv[i], json_string(meta_kv[i + 1]));
+            if (rc < 0) {
+                rc = err_set(err, rc, "%s: metadata key %s: cannot encode (out of memory or not UTF-8)", path,
+                             meta_kv[i]);
+                goto cleanup;
+            }
+        }
         if (rc < 0) {
-            rc = err_set(err, rc, "%s: metadata: cannot encode (out of memory or not UTF-8)", path);
+            rc = err_set(err, rc, "%s: out of memory", path);
             goto cleanup;
         }
     }
     uint64_t pos = 0;
     for (int i = 0; i < n; i++) {
-        const struct st_wentry *e = &ents[i];
+        const st_entry *e = &ents[i];
         if (e->nbytes > (uint64_t)INT64_MAX - pos) {
             rc = err_set(err, -EFBIG, "%s: tensor %s: data section exceeds 2^63 bytes", path, e->name);
             goto cleanup;
@@ -1058,26 +1069,57 @@ static int st_write_file(const st_writer *w, const struct st_wentry *ents, int n
         goto cleanup;
     }
     size_t jlen = strlen(json);
-    size_t hlen = (jlen + 7) & ~(size_t)7;
+    size_t hlen = ((8 + jlen + align - 1) & ~(align - 1)) - 8; /* align: a power of two */
     if (hlen > ST_MAX_HEADER) {
-        rc = err_set(err, -EFBIG, "%s: header of %zu bytes exceeds the %u allowed", path, hlen, ST_MAX_HEADER);
+        rc = err_set(err, -EFBIG, "%s: header of %zu bytes exceeds the %u safetensors readers accept", path, hlen,
+                     ST_MAX_HEADER);
         goto cleanup;
     }
-    head = malloc(8 + hlen);
-    if (head == NULL) {
+    *head = malloc(8 + hlen);
+    if (*head == NULL) {
         rc = err_set(err, -ENOMEM, "%s: out of memory", path);
         goto cleanup;
     }
     for (int i = 0; i < 8; i++)
-        head[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-    memcpy(head + 8, json, jlen);
-    memset(head + 8 + jlen, ' ', hlen - jlen);
-    rc = st_write_atomic(path, head, 8 + hlen, ents, n, err);
+        (*head)[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+    memcpy(*head + 8, json, jlen);
+    memset(*head + 8 + jlen, ' ', hlen - jlen);
+    *head_len = 8 + hlen;
+
+cleanup:
+    free(json);
+    json_decref(root);
+    return rc;
+}
+
+/* Writes ents[0..n) with the writer's metadata as one file at path. */
+static int st_write_file(const st_writer *w, const struct st_wentry *ents, int n, const char *path, rt_err *err)
+{
+    int rc = 0;
+    uint8_t *head = NULL;                 /* [head_len] length + padded header JSON */
+    size_t head_len = 0;
+    st_entry *hent = malloc(((size_t)n + 1) * sizeof *hent);
+    const char **meta_kv = malloc(((size_t)w->n_meta * 2 + 1) * sizeof *meta_kv); /* {key, value, ..., NULL} */
+    if (hent == NULL || meta_kv == NULL) {
+        rc = err_set(err, -ENOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++)
+        hent[i] = (st_entry){.name = ents[i].name, .dtype = ents[i].dtype, .ndim = ents[i].ndim,
+                             .shape = ents[i].shape, .nbytes = ents[i].nbytes};
+    for (int i = 0; i < w->n_meta; i++) {
+        meta_kv[2 * i] = w->meta[i].key;
+        meta_kv[2 * i + 1] = w->meta[i].value;
+    }
+    meta_kv[2 * w->n_meta] = NULL;
+    rc = st_header_encode(path, hent, n, meta_kv, 8, &head, &head_len, err);
+    if (rc == 0)
+        rc = st_write_atomic(path, head, head_len, ents, n, err);
 
 cleanup:
     free(head);
-    free(json);
-    json_decref(root);
+    free(meta_kv);
+    free(hent);
     return rc;
 }
 

@@ -84,6 +84,25 @@ int st_shape_bytes(const int64_t *shape, int ndim, dt_type dtype, uint64_t *out)
  * Errors (naming the tensor and file) for a non-float dtype or a size mismatch. */
 int st_tensor_read_f32(const st_tensor *t, float *dst, uint64_t n, rt_err *err);
 
+/* One tensor of a header being encoded. */
+typedef struct st_entry {
+    const char *name;              /* borrowed */
+    dt_type dtype;
+    int ndim;                      /* 0..ST_MAX_DIMS */
+    const int64_t *shape;          /* [ndim], borrowed */
+    uint64_t nbytes;               /* of its data */
+} st_entry;
+
+/* Encodes the start of a safetensors file holding ents[0..n) packed in that
+ * order: the 8-byte little-endian header length, then the header JSON
+ * ("__metadata__" from meta_kv = {key, value, ..., NULL} first, when meta_kv
+ * is neither NULL nor empty; then the tensors), padded with spaces so the
+ * whole is a multiple of align bytes (a power of two, 8 or more): the data
+ * section starts there. *head (malloc'd; the caller frees it) gets
+ * *head_len bytes. Errors name path and the key or tensor. */
+int st_header_encode(const char *path, const st_entry *ents, int n, const char *const *meta_kv, size_t align,
+                     uint8_t **head, size_t *head_len, rt_err *err);
+
 typedef struct st_writer {
     int n, cap;
     struct st_wentry *entries;     /* private */

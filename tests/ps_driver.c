@@ -36,13 +36,15 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "services/common/bus.h"
 #include "services/common/envelope.h"
 #include "storage/blockstore.h"
 #include "storage/safetensors.h"
 
 typedef struct drv {
     const char *run_id, *endpoint;
-    void *zctx, *sock;
+    void *zctx;
+    bus_client bus;                    /* DEALER to the paramserver; gone: ps_dead */
     uint64_t next_req;
     int timeout_ms;
     uint32_t ps_pid;
@@ -65,47 +67,24 @@ static void die(const char *fmt, ...)
 
 static void connect_sock(drv *d)
 {
-    if (d->sock != NULL)
-        zmq_close(d->sock);
-    d->sock = zmq_socket(d->zctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(d->sock, ZMQ_LINGER, &zero, sizeof zero);
-    if (zmq_connect(d->sock, d->endpoint) < 0)
-        die("connect %s: %s", d->endpoint, zmq_strerror(zmq_errno()));
+    rt_err err = {{0}};
+    if (bus_client_connect(&d->bus, d->zctx, d->endpoint, &err) < 0)
+        die("%s", err.msg);
 }
 
 static void send_only(drv *d, Ramtrain__Envelope *e)
 {
-    uint8_t *buf;
-    size_t len;
     rt_err err = {{0}};
-    if (env_pack_alloc(e, &buf, &len, &err) < 0)
-        die("pack: %s", err.msg);
-    if (zmq_send(d->sock, buf, len, 0) < 0)
-        die("send: %s", zmq_strerror(zmq_errno()));
-    free(buf);
+    if (bus_client_send(&d->bus, e, &err) < 0)
+        die("%s", err.msg);
 }
 
 /* True when the paramserver that sent Ready is gone (its pid is reaped by
  * the test, which then starts another). */
-static int ps_dead(const drv *d)
+static bool ps_dead(void *arg)
 {
+    const drv *d = arg;
     return d->ps_pid != 0 && kill((pid_t)d->ps_pid, 0) < 0 && errno == ESRCH;
-}
-
-/* Waits up to timeout_ms for a message, in 100 ms slices: 0 when the
- * paramserver died or time ran out. */
-static int wait_in(drv *d, int timeout_ms)
-{
-    for (int waited = 0; waited < timeout_ms; waited += 100) {
-        zmq_pollitem_t it = {.socket = d->sock, .events = ZMQ_POLLIN};
-        int slice = timeout_ms - waited < 100 ? timeout_ms - waited : 100;
-        if (zmq_poll(&it, 1, slice) > 0)
-            return 1;
-        if (ps_dead(d))
-            return 0;
-    }
-    return 0;
 }
 
 /* After the paramserver died: a new socket and Hello until its successor answers. */
@@ -120,49 +99,22 @@ static void reconnect(drv *d)
 /* The next reply that is not a heartbeat, or NULL on timeout or death. */
 static Ramtrain__Envelope *recv_reply(drv *d, int timeout_ms)
 {
+    Ramtrain__Envelope *r;
     rt_err err = {{0}};
-    for (;;) {
-        if (!wait_in(d, timeout_ms))
-            return NULL;
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, d->sock, 0) < 0)
-            die("recv: %s", zmq_strerror(zmq_errno()));
-        Ramtrain__Envelope *r = NULL;
-        int rc = env_unpack(zmq_msg_data(&m), zmq_msg_size(&m), d->run_id, &r, NULL, &err);
-        zmq_msg_close(&m);
-        if (rc < 0)
-            die("bad reply: %s", err.msg);
-        if (r->body_case != RAMTRAIN__ENVELOPE__BODY_HEARTBEAT)
-            return r;
-        env_free(r);
-    }
+    if (bus_client_recv(&d->bus, NULL, timeout_ms, &r, &err) < 0)
+        die("%s", err.msg);
+    return r;
 }
 
 /* Sends e and waits for the reply with the same request id (skipping
- * heartbeats). Returns the reply, or NULL on timeout. */
+ * heartbeats). Returns the reply, or NULL on timeout or death. */
 static Ramtrain__Envelope *call(drv *d, Ramtrain__Envelope *e, int timeout_ms)
 {
+    Ramtrain__Envelope *r;
     rt_err err = {{0}};
-    send_only(d, e);
-    for (;;) {
-        if (!wait_in(d, timeout_ms))
-            return NULL;
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, d->sock, 0) < 0)
-            die("recv: %s", zmq_strerror(zmq_errno()));
-        Ramtrain__Envelope *r = NULL;
-        int rc = env_unpack(zmq_msg_data(&m), zmq_msg_size(&m), d->run_id, &r, NULL, &err);
-        zmq_msg_close(&m);
-        if (rc < 0)
-            die("bad reply: %s", err.msg);
-        if (r->body_case == RAMTRAIN__ENVELOPE__BODY_HEARTBEAT || r->request_id != e->request_id) {
-            env_free(r);
-            continue;
-        }
-        return r;
-    }
+    if (bus_client_call(&d->bus, e, timeout_ms, &r, &err) < 0)
+        die("%s", err.msg);
+    return r;
 }
 
 /* call, resending e to a restarted paramserver when this one died. *resent
@@ -326,6 +278,7 @@ int main(int argc, char **argv)
     if (d->endpoint == NULL || d->run_id == NULL)
         die("--endpoint and --run-id are required");
     d->zctx = zmq_ctx_new();
+    d->bus = (bus_client){.run_id = d->run_id, .gone = ps_dead, .gone_arg = d};
     connect_sock(d);
     hello(d, d->timeout_ms);
 
@@ -521,7 +474,7 @@ int main(int argc, char **argv)
         printf("restarts %d\n", d->restarts);
     if (mb.base != NULL)
         munmap(mb.base, mb.len);
-    zmq_close(d->sock);
+    bus_client_close(&d->bus);
     zmq_ctx_term(d->zctx);
     return 0;
 }

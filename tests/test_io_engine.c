@@ -150,6 +150,22 @@ static bool has(const char *s, const char *needle)
 
 #define MIX_N 150
 
+/* Reaps up to 16 of write_mixed's requests (at least min_wait), checks each
+ * succeeded and counts it in seen[request]; returns how many. */
+static int reap_mixed(io_engine *e, int min_wait, int seen[MIX_N])
+{
+    io_done done[16];
+    int k = io_reap(e, done, 16, min_wait);
+    assert_true(k >= min_wait && k <= 16);
+    for (int i = 0; i < k; i++) {
+        intptr_t j = (intptr_t)done[i].user - 1;
+        assert_true(j >= 0 && j < MIX_N);
+        assert_int_equal(done[i].res, 0);
+        seen[j]++;
+    }
+    return k;
+}
+
 /* Writes src through e as the requests in order[], reaping as it goes and
  * checking each completion comes back once with res 0 and that io_pending
  * always equals submitted - reaped. */
@@ -172,27 +188,11 @@ static void write_mixed(io_engine *e, int fd, const uint8_t *src, const size_t *
             fail_msg("io_submit: %s", err.msg);
         submitted += n;
         assert_int_equal(io_pending(e), submitted - reaped);
-        int k = io_reap(e, done, 16, 0);
-        assert_true(k >= 0 && k <= 16);
-        for (int i = 0; i < k; i++) {
-            intptr_t j = (intptr_t)done[i].user - 1;
-            assert_true(j >= 0 && j < MIX_N);
-            assert_int_equal(done[i].res, 0);
-            seen[j]++;
-        }
-        reaped += k;
+        reaped += reap_mixed(e, 0, seen);
         assert_int_equal(io_pending(e), submitted - reaped);
     }
     while (reaped < submitted) {
-        int k = io_reap(e, done, 16, 1);
-        assert_true(k >= 1);
-        for (int i = 0; i < k; i++) {
-            intptr_t j = (intptr_t)done[i].user - 1;
-            assert_true(j >= 0 && j < MIX_N);
-            assert_int_equal(done[i].res, 0);
-            seen[j]++;
-        }
-        reaped += k;
+        reaped += reap_mixed(e, 1, seen);
         assert_int_equal(io_pending(e), submitted - reaped);
     }
     for (int j = 0; j < MIX_N; j++)

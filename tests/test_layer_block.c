@@ -473,6 +473,27 @@ static void check_names_shapes(const char *json, int want_qkv_bias, int want_o_b
     }
 }
 
+/* Block b of the model json describes, laid out in F32 with one gradient slot. */
+static void layout_f32(const char *json, int b, lb_layout *l)
+{
+    model_config c;
+    parse_or_fail(json, &c);
+    rt_err err = {{0}};
+    int rc = model_block_layout(&c, b, DT_F32, 1, l, &err);
+    if (rc != 0)
+        fail_msg("model_block_layout of block %d failed (%d): %s", b, rc, err.msg);
+}
+
+/* l holds the bias name of shape [d0]. */
+static void expect_bias(const lb_layout *l, const char *name, int64_t d0)
+{
+    int t = lb_layout_find(l, name);
+    if (t < 0)
+        fail_msg("no tensor %s", name);
+    assert_int_equal(l->t[t].ndim, 1);
+    assert_int_equal(l->t[t].shape[0], d0);
+}
+
 static void test_names_llama(void **state)
 {
     (void)state;
@@ -481,8 +502,7 @@ static void test_names_llama(void **state)
     /* The shapes the table is built from, spelled out once. */
     assert_int_equal(c.head_dim, 24);
     lb_layout l;
-    rt_err err = {{0}};
-    assert_int_equal(model_block_layout(&c, 2, DT_F32, 1, &l, &err), 0);
+    layout_f32(LLAMA_SMALL, 2, &l);
     const struct want layer1[] = {
         {"model.layers.1.input_layernorm.weight", 1, 64, 0},
         {"model.layers.1.self_attn.q_proj.weight", 2, 96, 64},
@@ -495,10 +515,10 @@ static void test_names_llama(void **state)
         {"model.layers.1.mlp.down_proj.weight", 2, 64, 160},
     };
     expect_tensors(&l, layer1, 9);
-    assert_int_equal(model_block_layout(&c, 0, DT_F32, 1, &l, &err), 0);
+    layout_f32(LLAMA_SMALL, 0, &l);
     const struct want embed[] = {{"model.embed_tokens.weight", 2, 300, 64}};
     expect_tensors(&l, embed, 1);
-    assert_int_equal(model_block_layout(&c, 4, DT_F32, 1, &l, &err), 0);
+    layout_f32(LLAMA_SMALL, 4, &l);
     const struct want head[] = {{"model.norm.weight", 1, 64, 0}, {"lm_head.weight", 2, 300, 64}};
     expect_tensors(&l, head, 2);
 
@@ -510,23 +530,12 @@ static void test_names_llama(void **state)
 static void test_names_qwen2_biases(void **state)
 {
     (void)state;
-    model_config c;
-    parse_or_fail(QWEN2_SMALL, &c);
     lb_layout l;
-    rt_err err = {{0}};
-    assert_int_equal(model_block_layout(&c, 3, DT_F32, 1, &l, &err), 0);
+    layout_f32(QWEN2_SMALL, 3, &l);
     assert_int_equal(l.n_tensors, 12);
-    const struct want b[] = {
-        {"model.layers.2.self_attn.q_proj.bias", 1, 96, 0},
-        {"model.layers.2.self_attn.k_proj.bias", 1, 48, 0},
-        {"model.layers.2.self_attn.v_proj.bias", 1, 48, 0},
-    };
-    for (int i = 0; i < 3; i++) {
-        int t = lb_layout_find(&l, b[i].name);
-        assert_true(t >= 0);
-        assert_int_equal(l.t[t].ndim, 1);
-        assert_int_equal(l.t[t].shape[0], b[i].d0);
-    }
+    expect_bias(&l, "model.layers.2.self_attn.q_proj.bias", 96);
+    expect_bias(&l, "model.layers.2.self_attn.k_proj.bias", 48);
+    expect_bias(&l, "model.layers.2.self_attn.v_proj.bias", 48);
     assert_int_equal(lb_layout_find(&l, "model.layers.2.self_attn.o_proj.bias"), -1);
     check_names_shapes(QWEN2_SMALL, 1, 0, 0);
     check_names_shapes(QWEN2_SMALL_TIED, 1, 0, 1);
@@ -536,27 +545,18 @@ static void test_names_qwen2_biases(void **state)
 static void test_names_llama_attention_bias(void **state)
 {
     (void)state;
-    model_config c;
-    parse_or_fail(LLAMA_SMALL_BIAS, &c);
     lb_layout l;
-    rt_err err = {{0}};
-    assert_int_equal(model_block_layout(&c, 1, DT_F32, 1, &l, &err), 0);
+    layout_f32(LLAMA_SMALL_BIAS, 1, &l);
     assert_int_equal(l.n_tensors, 13);
-    int t = lb_layout_find(&l, "model.layers.0.self_attn.o_proj.bias");
-    assert_true(t >= 0);
-    assert_int_equal(l.t[t].ndim, 1);
-    assert_int_equal(l.t[t].shape[0], 64);
+    expect_bias(&l, "model.layers.0.self_attn.o_proj.bias", 64);
     check_names_shapes(LLAMA_SMALL_BIAS, 1, 1, 0);
 }
 
 static void test_names_tied(void **state)
 {
     (void)state;
-    model_config c;
-    parse_or_fail(LLAMA_SMALL_TIED, &c);
     lb_layout l;
-    rt_err err = {{0}};
-    assert_int_equal(model_block_layout(&c, 4, DT_F32, 1, &l, &err), 0);
+    layout_f32(LLAMA_SMALL_TIED, 4, &l);
     const struct want head[] = {{"model.norm.weight", 1, 64, 0}};
     expect_tensors(&l, head, 1);
     assert_int_equal(lb_layout_find(&l, "lm_head.weight"), -1);

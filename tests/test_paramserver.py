@@ -620,6 +620,9 @@ def case_cli(ctx, model_dir):
             ("two model sources", base + ["--config", cfg, "--model", model_dir], ["exactly one"]),
             ("--lr not a number", base + ["--config", cfg, "--lr", "fast"], ["--lr"]),
             ("--beta2 out of range", base + ["--config", cfg, "--beta2", "1.5"], ["--beta2"]),
+            ("--gslots out of range", base + ["--config", cfg, "--gslots", "9"], ["--gslots"]),
+            # no model source either: accepted, the seed would fail on that, not hang
+            ("--seed negative after a space", base + ["--seed", " -1"], ["--seed"]),
             ("--ram-budget not a size", base + ["--config", cfg, "--ram-budget", "lots"], ["--ram-budget"]),
             ("--schedule unknown", base + ["--config", cfg, "--schedule", "sawtooth"], ["--schedule"]),
             ("cosine without --total-steps", base + ["--config", cfg, "--schedule", "cosine"], ["--total-steps"]),

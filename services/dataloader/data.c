@@ -93,6 +93,7 @@
 
 #include "services/common/log.h"
 #include "services/common/rng.h"
+#include "services/dataloader/text_util.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "data.c reads little-endian token files and index files in place"
@@ -311,20 +312,17 @@ static int data_read_full(int fd, void *buf, size_t len, uint64_t off, size_t *g
     return 0;
 }
 
-static int data_write_full(int fd, const void *buf, size_t len)
+/* Entry i of a buffer of w-byte (2 or 4) little-endian token entries. */
+static inline uint32_t data_entry_at(const uint8_t *buf, uint32_t w, uint64_t i)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
+    if (w == 2) {
+        uint16_t h;
+        memcpy(&h, buf + 2 * i, 2);
+        return h;
     }
-    return 0;
+    uint32_t v;
+    memcpy(&v, buf + 4 * i, 4);
+    return v;
 }
 
 /* Growable byte buffer. */
@@ -1367,12 +1365,12 @@ static int data_w_open(data_writer *w, const char *idx_path)
         return -errno;
     w->created = true;
     uint8_t zero[DATA_IDX_PAYLOAD] = {0};
-    return data_write_full(w->fd, zero, sizeof zero);
+    return tu_write_all(w->fd, zero, sizeof zero);
 }
 
 static int data_w_flush(data_writer *w)
 {
-    int rc = data_write_full(w->fd, w->buf, w->n);
+    int rc = tu_write_all(w->fd, w->buf, w->n);
     w->n = 0;
     return rc;
 }
@@ -1571,21 +1569,6 @@ static int tk_doc_end(data_tk *k, bool chat)
     return 0;
 }
 
-static const char *data_jkind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "value";
-}
-
 /* obj[name] as a string: 0 and *s, *len; 2 when absent (or null) and
  * optional; else tk_bad's result. where prefixes the field in messages. */
 static int tk_jstr(data_tk *k, uint64_t line, const json_t *obj, const char *where, const char *name,
@@ -1599,7 +1582,7 @@ static int tk_jstr(data_tk *k, uint64_t line, const json_t *obj, const char *whe
     }
     if (!json_is_string(v))
         return tk_bad(k, line, "%s%sfield \"%s\" is a JSON %s, expected a string", where, where[0] ? ": " : "",
-                      name, data_jkind(v));
+                      name, tu_json_kind(v));
     *s = json_string_value(v);
     *len = json_string_length(v);
     return 0;
@@ -1762,7 +1745,7 @@ static int tk_sharegpt(data_tk *k, uint64_t line, const json_t *root)
     if (conv == NULL)
         return tk_bad(k, line, "missing field \"conversations\"");
     if (!json_is_array(conv))
-        return tk_bad(k, line, "field \"conversations\" is a JSON %s, expected an array", data_jkind(conv));
+        return tk_bad(k, line, "field \"conversations\" is a JSON %s, expected an array", tu_json_kind(conv));
     size_t n = json_array_size(conv);
     if (n == 0)
         return tk_bad(k, line, "\"conversations\" is empty");
@@ -1771,7 +1754,7 @@ static int tk_sharegpt(data_tk *k, uint64_t line, const json_t *root)
         char where[48];
         snprintf(where, sizeof where, "conversations[%zu]", i);
         if (!json_is_object(m))
-            return tk_bad(k, line, "%s is a JSON %s, expected an object {from, value}", where, data_jkind(m));
+            return tk_bad(k, line, "%s is a JSON %s, expected an object {from, value}", where, tu_json_kind(m));
         const char *from, *value;
         size_t from_n, value_n;
         int rc;
@@ -1802,7 +1785,7 @@ static int tk_messages(data_tk *k, uint64_t line, const json_t *root)
     if (arr == NULL)
         return tk_bad(k, line, "missing field \"messages\"");
     if (!json_is_array(arr))
-        return tk_bad(k, line, "field \"messages\" is a JSON %s, expected an array", data_jkind(arr));
+        return tk_bad(k, line, "field \"messages\" is a JSON %s, expected an array", tu_json_kind(arr));
     size_t n = json_array_size(arr);
     if (n == 0)
         return tk_bad(k, line, "\"messages\" is empty");
@@ -1813,7 +1796,7 @@ static int tk_messages(data_tk *k, uint64_t line, const json_t *root)
         char where[48];
         snprintf(where, sizeof where, "messages[%zu]", i);
         if (!json_is_object(m))
-            return tk_bad(k, line, "%s is a JSON %s, expected an object {role, content}", where, data_jkind(m));
+            return tk_bad(k, line, "%s is a JSON %s, expected an object {role, content}", where, tu_json_kind(m));
         const char *role_s;
         size_t role_n;
         if ((rc = tk_jstr(k, line, m, where, "role", false, &role_s, &role_n)) != 0)
@@ -1834,7 +1817,7 @@ static int tk_messages(data_tk *k, uint64_t line, const json_t *root)
         }
         if (!json_is_array(c))
             return tk_bad(k, line, "%s: field \"content\" is a JSON %s, expected a string or a list of text parts",
-                          where, data_jkind(c));
+                          where, tu_json_kind(c));
         k->msgs[i].off = k->arena.n;
         for (size_t j = 0; j < json_array_size(c); j++) {
             json_t *part = json_array_get(c, j);
@@ -1877,7 +1860,7 @@ static int tk_doc(data_tk *k, const data_doc *d)
         return rc > 0 ? 0 : rc;
     }
     if (!json_is_object(root)) {
-        rc = tk_bad(k, d->line, "a JSON %s, expected an object", data_jkind(root));
+        rc = tk_bad(k, d->line, "a JSON %s, expected an object", tu_json_kind(root));
         goto cleanup;
     }
     switch (k->f->format) {
@@ -2166,14 +2149,7 @@ static int data_build_raw_stats(const data_file *df, data_idx_hdr *h, rt_err *er
             goto cleanup;
         }
         for (uint64_t i = 0; i < k; i++) {
-            uint32_t id;
-            if (w == 2) {
-                uint16_t v;
-                memcpy(&v, buf + i * 2, 2);
-                id = v;
-            } else {
-                memcpy(&id, buf + i * 4, 4);
-            }
+            uint32_t id = data_entry_at(buf, w, i);
             if (id > max_id)
                 max_id = id;
             docs += (int64_t)id == eos && pos + i + 1 < n;
@@ -2505,6 +2481,12 @@ static int data_file_resolve(const data_config *cfg, const data_source_config *s
     return 0;
 }
 
+/* The file f's entries are read from: its index when packed, else the data file. */
+static const char *data_file_src_path(const data_file *f)
+{
+    return f->kind == DATA_KIND_PACKED ? f->idx_path : f->path;
+}
+
 static void data_file_adopt(data_file *df, const data_idx_hdr *h)
 {
     df->n_tokens = h->n_tokens;
@@ -2521,8 +2503,7 @@ static void data_file_adopt(data_file *df, const data_idx_hdr *h)
 /* Finds the first id >= vocab in df (for the message), or returns -ENOENT. */
 static int data_find_big_id(const data_file *df, uint64_t vocab, uint64_t *pos, uint32_t *id)
 {
-    const char *path = df->kind == DATA_KIND_PACKED ? df->idx_path : df->path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -ENOENT;
+    int fd = open(data_file_src_path(df), O_RDONLY | O_CLOEXEC), rc = -ENOENT;
     uint8_t *buf = malloc(DATA_IO_BUF);
     uint64_t per = DATA_IO_BUF / df->width;
     for (uint64_t p = 0; fd >= 0 && buf != NULL && p < df->n_tokens && rc == -ENOENT; p += per) {
@@ -2531,16 +2512,9 @@ static int data_find_big_id(const data_file *df, uint64_t vocab, uint64_t *pos, 
         if (data_read_full(fd, buf, k * df->width, df->offset + p * df->width, &got) < 0 || got != k * df->width)
             break;
         for (uint64_t i = 0; i < k; i++) {
-            uint32_t v;
-            if (df->width == 2) {
-                uint16_t s;
-                memcpy(&s, buf + 2 * i, 2);
-                v = s;
-            } else {
-                memcpy(&v, buf + 4 * i, 4);
-                if (df->kind == DATA_KIND_PACKED)
-                    v &= DATA_ID_MASK;
-            }
+            uint32_t v = data_entry_at(buf, df->width, i);
+            if (df->kind == DATA_KIND_PACKED)
+                v &= DATA_ID_MASK;
             if (v >= vocab) {
                 *pos = p + i;
                 *id = v;
@@ -2951,7 +2925,7 @@ int data_open(const data_config *cfg, const tok *t_in, const data_open_opts *opt
     for (uint32_t s = 0; s < p->n_src; s++)
         for (uint32_t i = 0; i < p->src[s].n_files && open_files < o.max_open_files; i++) {
             data_file *df = &p->src[s].files[i];
-            const char *path = df->kind == DATA_KIND_PACKED ? df->idx_path : df->path;
+            const char *path = data_file_src_path(df);
             df->fd = open(path, O_RDONLY | O_CLOEXEC);
             if (df->fd < 0) {
                 rc = err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
@@ -3063,6 +3037,35 @@ void data_row_locate(const data_pipeline *p, uint64_t g, uint32_t *source, uint6
     *epoch = ep;
 }
 
+/* A descriptor to read f's entries through: the one data_open kept, or a
+ * new one the caller closes (when f->fd < 0). */
+static int data_file_fd(const data_file *f, rt_err *err)
+{
+    if (f->fd >= 0)
+        return f->fd;
+    const char *path = data_file_src_path(f);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(err, -EIO, "%s: cannot open: %s", path, strerror(errno));
+    return fd;
+}
+
+/* Reads f's entries [pos, pos + k) (f->width bytes each) through fd into
+ * dst; fails when the file is shorter than it was at data_open. */
+static int data_file_pread(const data_file *f, int fd, uint8_t *dst, uint64_t pos, uint64_t k, rt_err *err)
+{
+    const char *path = data_file_src_path(f);
+    size_t got = 0, len = k * f->width;
+    uint64_t off = f->offset + pos * f->width;
+    int rc = data_read_full(fd, dst, len, off, &got);
+    if (rc < 0)
+        return err_set(err, -EIO, "%s: read failed: %s", path, strerror(-rc));
+    if (got != len)
+        return err_set(err, -EIO, "%s: %zu of %llu bytes at offset %llu: the file shrank since data_open", path, got,
+                       (unsigned long long)len, (unsigned long long)off);
+    return 0;
+}
+
 /* Fills one row: tokens [T + 1], mask [T], doc [T + 1] (or NULL). */
 static int data_read_row(const data_pipeline *p, const data_src *src, uint64_t row, int32_t *tokens, uint8_t *mask,
                          uint32_t *doc, rt_err *err)
@@ -3087,36 +3090,22 @@ static int data_read_row(const data_pipeline *p, const data_src *src, uint64_t r
          * place: element i is read before slot i overwrites it, and never
          * overwrites an element after it (4(i + 1) <= 2k + 2(i + 1) for i < k) */
         uint8_t *dst = bytes + u * 4 + (4 - w) * k;
-        const char *path = f->kind == DATA_KIND_PACKED ? f->idx_path : f->path;
-        int fd = f->fd >= 0 ? f->fd : open(path, O_RDONLY | O_CLOEXEC);
+        int fd = data_file_fd(f, err);
         if (fd < 0)
-            return err_set(err, -EIO, "%s: cannot open: %s", path, strerror(errno));
-        size_t got = 0;
-        int rc = data_read_full(fd, dst, k * w, f->offset + local * w, &got);
+            return fd;
+        int rc = data_file_pread(f, fd, dst, local, k, err);
         if (f->fd < 0)
             close(fd);
         if (rc < 0)
-            return err_set(err, -EIO, "%s: read failed: %s", path, strerror(-rc));
-        if (got != k * w)
-            return err_set(err, -EIO, "%s: %zu of %llu bytes at offset %llu: the file shrank since data_open", path,
-                           got, (unsigned long long)(k * w), (unsigned long long)(f->offset + local * w));
+            return rc;
         for (uint64_t i = 0; i < k; i++, u++) {
-            uint32_t v, id;
-            bool start, trained;
-            if (w == 2) {
-                uint16_t h;
-                memcpy(&h, dst + 2 * i, 2);
-                v = h;
-            } else {
-                memcpy(&v, dst + 4 * i, 4);
-            }
+            uint32_t v = data_entry_at(dst, w, i), id = v;
+            bool start, trained = true;
             if (f->kind == DATA_KIND_PACKED) {
                 id = v & DATA_ID_MASK;
                 trained = (v & DATA_TRAIN_BIT) != 0;
                 start = (v & DATA_START_BIT) != 0;
             } else {
-                id = v;
-                trained = true;
                 start = local + i == 0 || (u > 0 && tokens[u - 1] == p->eos_id);
             }
             tokens[u] = (int32_t)id;
@@ -3218,43 +3207,25 @@ int data_docs_foreach(const data_pipeline *p, data_doc_fn fn, void *user, rt_err
         const data_src *src = &p->src[s];
         for (uint32_t fi = 0; fi < src->n_files && rc == 0; fi++) {
             const data_file *f = &src->files[fi];
-            const char *path = f->kind == DATA_KIND_PACKED ? f->idx_path : f->path;
-            int fd = f->fd >= 0 ? f->fd : open(path, O_RDONLY | O_CLOEXEC);
+            int fd = data_file_fd(f, err);
             if (fd < 0) {
-                rc = err_set(err, -EIO, "%s: cannot open: %s", path, strerror(errno));
+                rc = fd;
                 break;
             }
             uint32_t w = f->width, prev = 0;
             uint64_t per = DATA_IO_BUF / w;
             for (uint64_t pos = 0; pos < f->n_tokens && rc == 0; pos += per) {
                 uint64_t k = f->n_tokens - pos < per ? f->n_tokens - pos : per;
-                size_t got = 0;
-                if ((rc = data_read_full(fd, buf, k * w, f->offset + pos * w, &got)) < 0) {
-                    rc = err_set(err, -EIO, "%s: read failed: %s", path, strerror(-rc));
+                if ((rc = data_file_pread(f, fd, buf, pos, k, err)) < 0)
                     break;
-                }
-                if (got != k * w) {
-                    rc = err_set(err, -EIO, "%s: %zu of %llu bytes at offset %llu: the file shrank since data_open",
-                                 path, got, (unsigned long long)(k * w), (unsigned long long)(f->offset + pos * w));
-                    break;
-                }
                 for (uint64_t i = 0; i < k && rc == 0; i++) {
-                    uint32_t v, id;
-                    bool start, trained;
-                    if (w == 2) {
-                        uint16_t h;
-                        memcpy(&h, buf + 2 * i, 2);
-                        v = h;
-                    } else {
-                        memcpy(&v, buf + 4 * i, 4);
-                    }
+                    uint32_t v = data_entry_at(buf, w, i), id = v;
+                    bool start, trained = true;
                     if (f->kind == DATA_KIND_PACKED) {
                         id = v & DATA_ID_MASK;
                         trained = (v & DATA_TRAIN_BIT) != 0;
                         start = (v & DATA_START_BIT) != 0;
                     } else {
-                        id = v;
-                        trained = true;
                         start = p->eos_id >= 0 && prev == (uint32_t)p->eos_id;
                     }
                     bool first = pos + i == 0;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "services/common/bus.h"
 #include "services/common/envelope.h"
 #include "services/common/log.h"
 #include "services/dataloader/data.h"
@@ -40,7 +41,6 @@
 
 #define DL_MAX_PENDING 1024
 #define DL_MAX_THREADS 64
-#define DL_IDENT_MAX 256
 
 static volatile sig_atomic_t g_stop;
 
@@ -50,21 +50,14 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-typedef struct dl_peer {
-    uint8_t id[DL_IDENT_MAX];
-    size_t len;
-} dl_peer;
-
 typedef struct dl_pending {
-    dl_peer peer;
+    bus_peer peer;
     uint64_t request_id;
     uint64_t batch;
 } dl_pending;
 
 typedef struct dl_service {
-    const char *run_id;
-    char sender[32];
-    void *zctx, *sock;
+    bus_server bus;
     ring ring;
     data_pipeline *data;
     uint32_t n_slots, rows, seq;
@@ -163,39 +156,11 @@ static void *producer(void *arg)
 
 /* ---- replies -------------------------------------------------------------------- */
 
-static void send_env(dl_service *sv, const dl_peer *to, Ramtrain__Envelope *e)
-{
-    uint8_t *buf;
-    size_t len;
-    rt_err err = {{0}};
-    if (env_pack_alloc(e, &buf, &len, &err) < 0) {
-        log_error("cannot pack a reply: %s", err.msg);
-        return;
-    }
-    if (zmq_send(sv->sock, to->id, to->len, ZMQ_SNDMORE) < 0 || zmq_send(sv->sock, buf, len, 0) < 0)
-        log_warn("cannot send to a peer: %s", zmq_strerror(zmq_errno()));
-    free(buf);
-}
-
-static void reply_error(dl_service *sv, const dl_peer *to, uint64_t req, int code, const char *msg)
-{
-    uint8_t *buf;
-    size_t len;
-    rt_err err = {{0}};
-    log_warn("request %llu refused: %s", (unsigned long long)req, msg);
-    if (env_error_reply(sv->run_id, sv->sender, req, code < 0 ? code : -EINVAL, msg, &buf, &len,
-                        &err) < 0)
-        return;
-    if (zmq_send(sv->sock, to->id, to->len, ZMQ_SNDMORE) >= 0)
-        zmq_send(sv->sock, buf, len, 0);
-    free(buf);
-}
-
-static void reply_ready(dl_service *sv, const dl_peer *to, uint64_t req, uint64_t k)
+static void reply_ready(dl_service *sv, const bus_peer *to, uint64_t req, uint64_t k)
 {
     Ramtrain__Envelope e;
     Ramtrain__BatchReady r = RAMTRAIN__BATCH_READY__INIT;
-    env_init(&e, sv->run_id, sv->sender, req);
+    env_init(&e, sv->bus.run_id, sv->bus.sender, req);
     r.has_batch = 1, r.batch = k;
     r.has_ring_slot = 1, r.ring_slot = (uint32_t)(k % sv->n_slots);
     r.has_n_tokens = 1, r.n_tokens = sv->rows * sv->seq;
@@ -203,7 +168,7 @@ static void reply_ready(dl_service *sv, const dl_peer *to, uint64_t req, uint64_
     r.has_data_cursor = 1, r.data_cursor = k + 1;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_BATCH_READY;
     e.batch_ready = &r;
-    send_env(sv, to, &e);
+    bus_server_send(&sv->bus, to, &e);
 }
 
 static bool slot_ready(dl_service *sv, uint64_t k)
@@ -216,6 +181,8 @@ static bool slot_ready(dl_service *sv, uint64_t k)
 /* Answers the pending requests whose batch is ready (or that failed). */
 static void serve_pending(dl_service *sv)
 {
+    if (sv->n_pending == 0)
+        return;
     pthread_mutex_lock(&sv->mu);
     int fail = sv->fail_rc;
     char msg[1200];
@@ -227,18 +194,18 @@ static void serve_pending(dl_service *sv)
         if (slot_ready(sv, p->batch))
             reply_ready(sv, &p->peer, p->request_id, p->batch);
         else if (fail < 0)
-            reply_error(sv, &p->peer, p->request_id, fail, msg);
+            bus_server_refuse(&sv->bus, &p->peer, p->request_id, fail, msg);
         else
             sv->pending[k++] = *p;
     }
     sv->n_pending = k;
 }
 
-static void on_get_batch(dl_service *sv, const dl_peer *from, uint64_t req,
+static void on_get_batch(dl_service *sv, const bus_peer *from, uint64_t req,
                          const Ramtrain__GetBatch *m)
 {
     if (!m->has_batch) {
-        reply_error(sv, from, req, -EINVAL, "get_batch.batch: not set");
+        bus_server_refuse(&sv->bus, from, req, -EINVAL, "get_batch.batch: not set");
         return;
     }
     uint64_t k = m->batch;
@@ -256,91 +223,69 @@ static void on_get_batch(dl_service *sv, const dl_peer *from, uint64_t req,
         return;
     }
     if (sv->n_pending == DL_MAX_PENDING) {
-        reply_error(sv, from, req, -EAGAIN, "get_batch: too many requests waiting");
+        bus_server_refuse(&sv->bus, from, req, -EAGAIN, "get_batch: too many requests waiting");
         return;
     }
     sv->pending[sv->n_pending++] = (dl_pending){.peer = *from, .request_id = req, .batch = k};
 }
 
-static void on_hello(dl_service *sv, const dl_peer *from, uint64_t req, const Ramtrain__Hello *m)
+static void on_hello(dl_service *sv, const bus_peer *from, uint64_t req, const Ramtrain__Hello *m)
 {
     log_info("hello from %s (pid %u)", m->role ? m->role : "?", m->has_pid ? m->pid : 0);
     Ramtrain__Envelope e;
     Ramtrain__Ready r = RAMTRAIN__READY__INIT;
-    env_init(&e, sv->run_id, sv->sender, req);
+    env_init(&e, sv->bus.run_id, sv->bus.sender, req);
     r.role = "dataloader";
     r.has_pid = 1, r.pid = (uint32_t)getpid();
     r.has_heartbeat_ms = 1, r.heartbeat_ms = sv->heartbeat_ms;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_READY;
     e.ready = &r;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-static void on_message(dl_service *sv)
+static void on_shutdown(dl_service *sv, const bus_peer *from, uint64_t req,
+                        const Ramtrain__Shutdown *m)
 {
-    zmq_msg_t parts[3];
-    int n = 0, more = 1;
-    size_t extra = 0;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sv->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < 3)
-            parts[n++] = m;
-        else
-            extra++, zmq_msg_close(&m);
+    sv->shutdown = true;
+    sv->remove_state = m->has_remove_state && m->remove_state;
+    Ramtrain__Envelope e;
+    Ramtrain__Shutdown r = RAMTRAIN__SHUTDOWN__INIT;
+    env_init(&e, sv->bus.run_id, sv->bus.sender, req);
+    r.reason = "acknowledged";
+    e.body_case = RAMTRAIN__ENVELOPE__BODY_SHUTDOWN;
+    e.shutdown = &r;
+    bus_server_send(&sv->bus, from, &e);
+}
+
+/* Takes one message and serves it; bus_server_recv's return. */
+static int on_message(dl_service *sv)
+{
+    bus_peer from;
+    Ramtrain__Envelope *e;
+    uint64_t req;
+    int rc = bus_server_recv(&sv->bus, &from, &e, &req);
+    if (rc <= 0)
+        return rc;
+    switch (e->body_case) {
+    case RAMTRAIN__ENVELOPE__BODY_HELLO: on_hello(sv, &from, req, e->hello); break;
+    case RAMTRAIN__ENVELOPE__BODY_HEARTBEAT: break;
+    case RAMTRAIN__ENVELOPE__BODY_GET_BATCH: on_get_batch(sv, &from, req, e->get_batch); break;
+    case RAMTRAIN__ENVELOPE__BODY_SHUTDOWN: on_shutdown(sv, &from, req, e->shutdown); break;
+    default: {
+        char msg[128];
+        snprintf(msg, sizeof msg, "envelope.%s: not a request the data loader serves",
+                 env_body_name(e));
+        bus_server_refuse(&sv->bus, &from, req, -ENOTSUP, msg);
     }
-    if (n == 0)
-        return;
-    dl_peer from;
-    from.len = zmq_msg_size(&parts[0]) < DL_IDENT_MAX ? zmq_msg_size(&parts[0]) : DL_IDENT_MAX;
-    memcpy(from.id, zmq_msg_data(&parts[0]), from.len);
-    Ramtrain__Envelope *e = NULL;
-    uint64_t req = 0;
-    rt_err err = {{0}};
-    if (n != 2 || extra > 0) {
-        reply_error(sv, &from, 0, -EBADMSG, "expected one message frame");
-    } else if (env_unpack(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), sv->run_id, &e, &req,
-                          &err) < 0) {
-        reply_error(sv, &from, req, -EBADMSG, err.msg);
-    } else {
-        switch (e->body_case) {
-        case RAMTRAIN__ENVELOPE__BODY_HELLO: on_hello(sv, &from, req, e->hello); break;
-        case RAMTRAIN__ENVELOPE__BODY_HEARTBEAT: break;
-        case RAMTRAIN__ENVELOPE__BODY_GET_BATCH: on_get_batch(sv, &from, req, e->get_batch); break;
-        case RAMTRAIN__ENVELOPE__BODY_SHUTDOWN: {
-            sv->shutdown = true;
-            sv->remove_state = e->shutdown->has_remove_state && e->shutdown->remove_state;
-            Ramtrain__Envelope a;
-            Ramtrain__Shutdown s = RAMTRAIN__SHUTDOWN__INIT;
-            env_init(&a, sv->run_id, sv->sender, req);
-            s.reason = "acknowledged";
-            a.body_case = RAMTRAIN__ENVELOPE__BODY_SHUTDOWN;
-            a.shutdown = &s;
-            send_env(sv, &from, &a);
-            break;
-        }
-        default: {
-            char msg[128];
-            snprintf(msg, sizeof msg, "envelope.%s: not a request the data loader serves",
-                     env_body_name(e));
-            reply_error(sv, &from, req, -ENOTSUP, msg);
-        }
-        }
-        env_free(e);
     }
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&parts[i]);
+    env_free(e);
+    return rc;
 }
 
 static void serve(dl_service *sv)
 {
     while (!g_stop && !sv->shutdown) {
-        zmq_pollitem_t it[2] = {{.socket = sv->sock, .events = ZMQ_POLLIN},
+        zmq_pollitem_t it[2] = {{.socket = sv->bus.sock, .events = ZMQ_POLLIN},
                                 {.fd = sv->efd, .events = ZMQ_POLLIN}};
         if (zmq_poll(it, 2, (long)sv->heartbeat_ms) < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -351,14 +296,9 @@ static void serve(dl_service *sv)
             if (read(sv->efd, &v, sizeof v) < 0 && errno != EAGAIN)
                 log_warn("eventfd: %s", strerror(errno));
         }
-        for (int k = 0; k < 64 && (it[0].revents & ZMQ_POLLIN); k++) {
-            on_message(sv);
-            int ev = 0;
-            size_t sz = sizeof ev;
-            zmq_getsockopt(sv->sock, ZMQ_EVENTS, &ev, &sz);
-            if (!(ev & ZMQ_POLLIN))
+        for (int k = 0; k < 64 && (it[0].revents & ZMQ_POLLIN); k++)
+            if (on_message(sv) == -EAGAIN)
                 break;
-        }
         serve_pending(sv);
     }
 }
@@ -373,18 +313,9 @@ static int bad(const char *fmt, const char *a)
     return 2;
 }
 
-static int parse_int(const char *opt, const char *s, long lo, long hi, long *out)
+static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
-        fprintf(stderr, "ramtrain-dataloader: option %s: \"%s\" is not an integer in [%ld, %ld]\n",
-                opt, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return bus_opt_u64("ramtrain-dataloader", opt, s, lo, hi, out);
 }
 
 int main(int argc, char **argv)
@@ -395,7 +326,7 @@ int main(int argc, char **argv)
         {"data", 1, 0, 'c'}, {"slots", 1, 0, 's'}, {"threads", 1, 0, 't'},
         {"vocab", 1, 0, 'v'}, {"heartbeat-ms", 1, 0, 'H'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *run_id = NULL, *run_dir = NULL, *endpoint = NULL, *data_path = NULL;
-    long slots = 8, threads = 2, vocab = 0, hb = 1000;
+    uint64_t slots = 8, threads = 2, vocab = 0, hb = 1000;
     int o, li = -1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "", opts, &li)) != -1) {
@@ -407,10 +338,10 @@ int main(int argc, char **argv)
         case 'd': run_dir = optarg; break;
         case 'e': endpoint = optarg; break;
         case 'c': data_path = optarg; break;
-        case 's': if (parse_int(name, optarg, 2, RING_MAX_SLOTS, &slots) < 0) return 2; break;
-        case 't': if (parse_int(name, optarg, 1, DL_MAX_THREADS, &threads) < 0) return 2; break;
-        case 'v': if (parse_int(name, optarg, 1, INT32_MAX, &vocab) < 0) return 2; break;
-        case 'H': if (parse_int(name, optarg, 10, 60000, &hb) < 0) return 2; break;
+        case 's': if (parse_u64(name, optarg, 2, RING_MAX_SLOTS, &slots) < 0) return 2; break;
+        case 't': if (parse_u64(name, optarg, 1, DL_MAX_THREADS, &threads) < 0) return 2; break;
+        case 'v': if (parse_u64(name, optarg, 1, INT32_MAX, &vocab) < 0) return 2; break;
+        case 'H': if (parse_u64(name, optarg, 10, 60000, &hb) < 0) return 2; break;
         case 'h':
             printf("usage: ramtrain-dataloader --run-id ID (--run-dir DIR | --endpoint EP) "
                    "--data DATA.yaml [--slots N] [--threads N] [--vocab N]\n");
@@ -439,8 +370,7 @@ int main(int argc, char **argv)
         endpoint = ep;
     }
 
-    dl_service sv = {.run_id = run_id, .heartbeat_ms = (unsigned)hb, .efd = -1};
-    snprintf(sv.sender, sizeof sv.sender, "dataloader");
+    dl_service sv = {.heartbeat_ms = (unsigned)hb, .efd = -1};
     data_config *cfg = NULL;
     tok *t = NULL;
     int rc;
@@ -485,17 +415,12 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    for (int i = 0; i < threads; i++)
+    for (int i = 0; i < (int)threads; i++)
         if (pthread_create(&sv.threads[sv.n_threads], NULL, producer, &sv) == 0)
             sv.n_threads++;
 
-    sv.zctx = zmq_ctx_new();
-    sv.sock = zmq_socket(sv.zctx, ZMQ_ROUTER);
-    int one = 1, zero = 0;
-    zmq_setsockopt(sv.sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    zmq_setsockopt(sv.sock, ZMQ_LINGER, &zero, sizeof zero);
-    if (zmq_bind(sv.sock, endpoint) < 0) {
-        log_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    if (bus_server_open(&sv.bus, run_id, "dataloader", endpoint, &err) < 0) {
+        log_error("%s", err.msg);
         rc = 1;
     } else {
         log_info("serving run %s on %s", run_id, endpoint);
@@ -508,8 +433,7 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&sv.mu);
     for (int i = 0; i < sv.n_threads; i++)
         pthread_join(sv.threads[i], NULL);
-    zmq_close(sv.sock);
-    zmq_ctx_term(sv.zctx);
+    bus_server_close(&sv.bus);
     ring_close(&sv.ring);
     if (sv.remove_state)
         ring_unlink(run_id, NULL);

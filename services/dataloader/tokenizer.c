@@ -72,6 +72,8 @@
 #include <sys/stat.h>
 #include <utf8proc.h>
 
+#include "services/dataloader/text_util.h"
+
 #define TOK_MAX_PRE 16           /* pre-tokenizer steps after flattening Sequences */
 #define TOK_MAX_NORM 32          /* normalizer steps after flattening */
 #define TOK_MAX_DEC 32           /* decoder steps after flattening */
@@ -947,27 +949,12 @@ typedef struct tok_ld {
     rt_err *err;
 } tok_ld;
 
-static const char *tok_jkind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "value";
-}
-
 static int tok_jbad(tok_ld *ld, const char *path, const json_t *v, const char *expected)
 {
     if (v == NULL)
         return err_set(ld->err, -EINVAL, "%s: %s is missing, expected %s", ld->file, path, expected);
     return err_set(ld->err, -EINVAL, "%s: %s is a JSON %s, expected %s", ld->file, path,
-                   tok_jkind(v), expected);
+                   tu_json_kind(v), expected);
 }
 
 /* obj[key] as a string (UTF-8 checked); *s NULL when absent or null and not
@@ -1149,6 +1136,27 @@ static int tok_jscheme(tok_ld *ld, const json_t *obj, const char *path, int *sch
 
 /* ---- loading: components ------------------------------------------------------ */
 
+typedef int (*tok_load_fn)(tok_ld *ld, const json_t *v, const char *path);
+
+/* Loads each element of a Sequence component v[key] with load, in order
+ * (the loaders take null elements as absent). */
+static int tok_load_seq(tok_ld *ld, const json_t *v, const char *path, const char *key, tok_load_fn load)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s.%s", path, key);
+    json_t *a = json_object_get(v, key);
+    if (!json_is_array(a))
+        return tok_jbad(ld, p, a, "an array");
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        char q[512];
+        snprintf(q, sizeof q, "%.400s[%zu]", p, i);
+        int rc = load(ld, json_array_get(a, i), q);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int tok_load_normalizer(tok_ld *ld, const json_t *v, const char *path)
 {
     tok *t = ld->t;
@@ -1158,22 +1166,8 @@ static int tok_load_normalizer(tok_ld *ld, const json_t *v, const char *path)
     int rc = tok_jtype(ld, v, path, &type);
     if (rc < 0)
         return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        char p[512];
-        snprintf(p, sizeof p, "%s.normalizers", path);
-        json_t *a = json_object_get(v, "normalizers");
-        if (!json_is_array(a))
-            return tok_jbad(ld, p, a, "an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char q[512];
-            snprintf(q, sizeof q, "%.400s[%zu]", p, i);
-            if (json_is_null(json_array_get(a, i)))
-                continue;
-            if ((rc = tok_load_normalizer(ld, json_array_get(a, i), q)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return tok_load_seq(ld, v, path, "normalizers", tok_load_normalizer);
     if (t->n_norm == TOK_MAX_NORM)
         return err_set(ld->err, -EINVAL, "%s: %s: more than %d normalizers", ld->file, path, TOK_MAX_NORM);
     tok_norm *n = &t->norm[t->n_norm];
@@ -1230,22 +1224,8 @@ static int tok_load_pre(tok_ld *ld, const json_t *v, const char *path)
     int rc = tok_jtype(ld, v, path, &type);
     if (rc < 0)
         return rc;
-    if (strcmp(type, "Sequence") == 0) {
-        char p[512];
-        snprintf(p, sizeof p, "%s.pretokenizers", path);
-        json_t *a = json_object_get(v, "pretokenizers");
-        if (!json_is_array(a))
-            return tok_jbad(ld, p, a, "an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char q[512];
-            snprintf(q, sizeof q, "%.400s[%zu]", p, i);
-            if (json_is_null(json_array_get(a, i)))
-                continue;
-            if ((rc = tok_load_pre(ld, json_array_get(a, i), q)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return tok_load_seq(ld, v, path, "pretokenizers", tok_load_pre);
     if (t->n_pre == TOK_MAX_PRE)
         return err_set(ld->err, -EINVAL, "%s: %s: more than %d pre-tokenizers", ld->file, path, TOK_MAX_PRE);
     tok_pre *pr = &t->pre[t->n_pre];
@@ -1448,20 +1428,8 @@ static int tok_load_decoder(tok_ld *ld, const json_t *v, const char *path)
     if (rc < 0)
         return rc;
     t->has_decoder = 1;
-    if (strcmp(type, "Sequence") == 0) {
-        char p[512];
-        snprintf(p, sizeof p, "%s.decoders", path);
-        json_t *a = json_object_get(v, "decoders");
-        if (!json_is_array(a))
-            return tok_jbad(ld, p, a, "an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char q[512];
-            snprintf(q, sizeof q, "%.400s[%zu]", p, i);
-            if ((rc = tok_load_decoder(ld, json_array_get(a, i), q)) < 0)
-                return rc;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return tok_load_seq(ld, v, path, "decoders", tok_load_decoder);
     if (t->n_dec == TOK_MAX_DEC)
         return err_set(ld->err, -EINVAL, "%s: %s: more than %d decoders", ld->file, path, TOK_MAX_DEC);
     tok_dec *d = &t->dec[t->n_dec];

@@ -303,25 +303,7 @@ AW_AVX2 AW_INLINE aw256_c aw256_consts(const aw_k *k)
                      _mm256_set1_ps(k->eps), _mm256_set1_ps(k->nss)};
 }
 
-/* 8 elements at i: the same operations as aw_elem. Returns the new p. */
-AW_AVX2 AW_INLINE __m256 aw256_elems(const aw256_c *c, const int lsmall, float *p, float *m,
-                                     float *v, float *a)
-{
-    __m256 g = _mm256_mul_ps(_mm256_loadu_ps(a), c->gs);
-    __m256 pp = _mm256_mul_ps(_mm256_loadu_ps(p), c->dec);
-    __m256 mo = _mm256_loadu_ps(m);
-    __m256 mm = _mm256_fmadd_ps(c->lw, _mm256_sub_ps(g, mo), lsmall ? mo : g);
-    __m256 vv = _mm256_fmadd_ps(_mm256_mul_ps(c->c2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v), c->b2));
-    __m256 den = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), c->bc2s), c->eps);
-    pp = _mm256_add_ps(pp, _mm256_div_ps(_mm256_mul_ps(c->nss, mm), den));
-    _mm256_storeu_ps(p, pp);
-    _mm256_storeu_ps(m, mm);
-    _mm256_storeu_ps(v, vv);
-    _mm256_storeu_ps(a, _mm256_setzero_ps());
-    return pp;
-}
-
-/* The update of 8 loaded elements (the operations of aw256_elems); p, m, v
+/* The update of 8 loaded elements: the same operations as aw_elem; p, m, v
  * are replaced by their new values. */
 AW_AVX2 AW_INLINE void aw256_math(const aw256_c *c, const int lsmall, __m256 a, __m256 *p,
                                   __m256 *m, __m256 *v)
@@ -335,6 +317,20 @@ AW_AVX2 AW_INLINE void aw256_math(const aw256_c *c, const int lsmall, __m256 a, 
     *p = _mm256_add_ps(pp, _mm256_div_ps(_mm256_mul_ps(c->nss, mm), den));
     *m = mm;
     *v = vv;
+}
+
+/* 8 elements at p, m, v, a (fp32 [8] each), updated in place, a zeroed.
+ * Returns the new p. */
+AW_AVX2 AW_INLINE __m256 aw256_elems(const aw256_c *c, const int lsmall, float *p, float *m,
+                                     float *v, float *a)
+{
+    __m256 pp = _mm256_loadu_ps(p), mm = _mm256_loadu_ps(m), vv = _mm256_loadu_ps(v);
+    aw256_math(c, lsmall, _mm256_loadu_ps(a), &pp, &mm, &vv);
+    _mm256_storeu_ps(p, pp);
+    _mm256_storeu_ps(m, mm);
+    _mm256_storeu_ps(v, vv);
+    _mm256_storeu_ps(a, _mm256_setzero_ps());
+    return pp;
 }
 
 /* bf16 patterns of x in the low 16 bits of each 32-bit lane. */

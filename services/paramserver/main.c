@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "services/common/bus.h"
 #include "services/common/envelope.h"
 #include "services/common/log.h"
 #include "services/paramserver/ps_store.h"
@@ -40,9 +41,6 @@
 
 #define PS_MAX_PENDING 4096            /* FetchLayer requests waiting for a version */
 #define PS_MAX_PEERS 64
-#define PS_IDENT_MAX 256               /* ZeroMQ routing ids are at most 255 bytes */
-#define PS_MAX_FRAME (64u << 20)       /* ZMQ_MAXMSGSIZE: far above ENV_MAX_MSG, so an
-                                          oversized message still gets an error reply */
 
 static volatile sig_atomic_t g_stop;
 
@@ -52,28 +50,21 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-typedef struct ps_peer_id {
-    uint8_t id[PS_IDENT_MAX];
-    size_t len;
-} ps_peer_id;
-
 typedef struct ps_pending {
-    ps_peer_id peer;
+    bus_peer peer;
     uint64_t request_id;
     uint32_t block;
     uint64_t min_version;
 } ps_pending;
 
 typedef struct ps_peer {
-    ps_peer_id peer;
+    bus_peer peer;
     double last_seen;
     char role[32];
 } ps_peer;
 
 typedef struct ps_service {
-    const char *run_id;
-    char sender[64];
-    void *zctx, *sock;
+    bus_server bus;
     ps_store *store;
     int shard;
     uint64_t next_request;
@@ -85,7 +76,7 @@ typedef struct ps_service {
     ps_peer peers[PS_MAX_PEERS];
     int n_peers;
     bool step_reply;                   /* ApplyStep requester waits for StepCommitted */
-    ps_peer_id step_peer;
+    bus_peer step_peer;
     uint64_t step_request;
     uint64_t step_id;
     double step_t0;
@@ -100,49 +91,11 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* ---- sending ---------------------------------------------------------------- */
+/* ---- replies ---------------------------------------------------------------- */
 
-static void send_bytes(ps_service *sv, const ps_peer_id *to, const uint8_t *buf, size_t len)
-{
-    if (zmq_send(sv->sock, to->id, to->len, ZMQ_SNDMORE) < 0 ||
-        zmq_send(sv->sock, buf, len, 0) < 0) {
-        /* EHOSTUNREACH: the peer went away; it will ask again when it is back. */
-        log_warn("cannot send to a peer: %s", zmq_strerror(zmq_errno()));
-    }
-}
+#define REPLY_INIT(e, req) env_init(&(e), sv->bus.run_id, sv->bus.sender, (req))
 
-static void send_env(ps_service *sv, const ps_peer_id *to, Ramtrain__Envelope *e)
-{
-    uint8_t *buf;
-    size_t len;
-    rt_err err = {{0}};
-    if (env_pack_alloc(e, &buf, &len, &err) < 0) {
-        log_error("cannot pack a %s reply: %s", env_body_name(e), err.msg);
-        return;
-    }
-    send_bytes(sv, to, buf, len);
-    free(buf);
-}
-
-static void reply_error(ps_service *sv, const ps_peer_id *to, uint64_t request_id, int code,
-                        const char *msg)
-{
-    uint8_t *buf;
-    size_t len;
-    rt_err err = {{0}};
-    log_warn("request %llu refused: %s", (unsigned long long)request_id, msg);
-    if (env_error_reply(sv->run_id, sv->sender, request_id, code < 0 ? code : -EINVAL, msg, &buf,
-                        &len, &err) < 0) {
-        log_error("cannot build an error reply: %s", err.msg);
-        return;
-    }
-    send_bytes(sv, to, buf, len);
-    free(buf);
-}
-
-#define REPLY_INIT(e, req) env_init(&(e), sv->run_id, sv->sender, (req))
-
-static void reply_layer_ready(ps_service *sv, const ps_peer_id *to, uint64_t req, uint32_t block)
+static void reply_layer_ready(ps_service *sv, const bus_peer *to, uint64_t req, uint32_t block)
 {
     const ps_block *pb = ps_block_get(sv->store, (int)block);
     Ramtrain__Envelope e;
@@ -158,10 +111,10 @@ static void reply_layer_ready(ps_service *sv, const ps_peer_id *to, uint64_t req
     r.has_n_gslots = 1, r.n_gslots = (uint32_t)pb->l->n_gslots;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_LAYER_READY;
     e.layer_ready = &r;
-    send_env(sv, to, &e);
+    bus_server_send(&sv->bus, to, &e);
 }
 
-static void reply_committed(ps_service *sv, const ps_peer_id *to, uint64_t req, uint64_t step,
+static void reply_committed(ps_service *sv, const bus_peer *to, uint64_t req, uint64_t step,
                             double seconds)
 {
     Ramtrain__Envelope e;
@@ -173,7 +126,7 @@ static void reply_committed(ps_service *sv, const ps_peer_id *to, uint64_t req, 
     r.has_seconds = seconds >= 0, r.seconds = seconds;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_STEP_COMMITTED;
     e.step_committed = &r;
-    send_env(sv, to, &e);
+    bus_server_send(&sv->bus, to, &e);
 }
 
 /* Answers every pending FetchLayer that block's new version satisfies. */
@@ -191,7 +144,7 @@ static void serve_pending(ps_service *sv, int block)
     sv->n_pending = k;
 }
 
-static void note_peer(ps_service *sv, const ps_peer_id *id, const char *role)
+static void note_peer(ps_service *sv, const bus_peer *id, const char *role)
 {
     double t = now_s();
     for (int i = 0; i < sv->n_peers; i++)
@@ -232,7 +185,7 @@ static void send_heartbeats(ps_service *sv)
         h.has_time_ns = 1, h.time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
         e.body_case = RAMTRAIN__ENVELOPE__BODY_HEARTBEAT;
         e.heartbeat = &h;
-        send_env(sv, &sv->peers[i].peer, &e);
+        bus_server_send(&sv->bus, &sv->peers[i].peer, &e);
     }
     sv->n_peers = k;
     sv->heartbeat_seq++;
@@ -243,12 +196,12 @@ static void send_heartbeats(ps_service *sv)
 #define NEED(msg, field, name)                                                              \
     do {                                                                                    \
         if (!(msg)->has_##field) {                                                          \
-            reply_error(sv, from, req, -EINVAL, name "." #field ": not set");               \
+            bus_server_refuse(&sv->bus, from, req, -EINVAL, name "." #field ": not set");               \
             return;                                                                         \
         }                                                                                   \
     } while (0)
 
-static void on_hello(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_hello(ps_service *sv, const bus_peer *from, uint64_t req,
                      const Ramtrain__Hello *m)
 {
     note_peer(sv, from, m->role);
@@ -265,10 +218,10 @@ static void on_hello(ps_service *sv, const ps_peer_id *from, uint64_t req,
     r.has_heartbeat_ms = 1, r.heartbeat_ms = sv->heartbeat_ms;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_READY;
     e.ready = &r;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-static void on_fetch(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_fetch(ps_service *sv, const bus_peer *from, uint64_t req,
                      const Ramtrain__FetchLayer *m)
 {
     NEED(m, block, "fetch_layer");
@@ -278,7 +231,7 @@ static void on_fetch(ps_service *sv, const ps_peer_id *from, uint64_t req,
         snprintf(msg, sizeof msg, "fetch_layer.block: %u is not on this shard (blocks %d..%d)",
                  m->block, ps_first_block(sv->store),
                  ps_first_block(sv->store) + ps_n_blocks(sv->store) - 1);
-        reply_error(sv, from, req, -EINVAL, msg);
+        bus_server_refuse(&sv->bus, from, req, -EINVAL, msg);
         return;
     }
     uint64_t v = ps_block_version(sv->store, (int)m->block);
@@ -287,24 +240,24 @@ static void on_fetch(ps_service *sv, const ps_peer_id *from, uint64_t req,
         return;
     }
     /* Version v+1 comes with the step being applied (or the next one). */
-    if (m->min_version > ps_steps_committed(sv->store) + 1) {
+    uint64_t done = ps_steps_committed(sv->store);
+    if (m->min_version > done + 1) {
         snprintf(msg, sizeof msg,
                  "fetch_layer.min_version: %llu is more than one step past the %llu steps "
                  "committed",
-                 (unsigned long long)m->min_version,
-                 (unsigned long long)ps_steps_committed(sv->store));
-        reply_error(sv, from, req, -EINVAL, msg);
+                 (unsigned long long)m->min_version, (unsigned long long)done);
+        bus_server_refuse(&sv->bus, from, req, -EINVAL, msg);
         return;
     }
     if (sv->n_pending == PS_MAX_PENDING) {
-        reply_error(sv, from, req, -EAGAIN, "fetch_layer: too many requests waiting");
+        bus_server_refuse(&sv->bus, from, req, -EAGAIN, "fetch_layer: too many requests waiting");
         return;
     }
     sv->pending[sv->n_pending++] = (ps_pending){.peer = *from, .request_id = req,
                                                 .block = m->block, .min_version = m->min_version};
 }
 
-static void on_grad_ready(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_grad_ready(ps_service *sv, const bus_peer *from, uint64_t req,
                           const Ramtrain__GradReady *m)
 {
     NEED(m, block, "grad_ready");
@@ -314,7 +267,7 @@ static void on_grad_ready(ps_service *sv, const ps_peer_id *from, uint64_t req,
     rt_err err = {{0}};
     int rc = ps_grad_ready(sv->store, (int)m->block, m->step, m->micro, m->slot, &err);
     if (rc < 0) {
-        reply_error(sv, from, req, rc, err.msg);
+        bus_server_refuse(&sv->bus, from, req, rc, err.msg);
         return;
     }
     Ramtrain__Envelope e;
@@ -326,10 +279,10 @@ static void on_grad_ready(ps_service *sv, const ps_peer_id *from, uint64_t req,
     a.has_duplicate = 1, a.duplicate = rc == 1;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_ACK;
     e.ack = &a;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-static void on_grad_norm(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_grad_norm(ps_service *sv, const bus_peer *from, uint64_t req,
                          const Ramtrain__GradNorm *m)
 {
     NEED(m, step, "grad_norm");
@@ -337,7 +290,7 @@ static void on_grad_norm(ps_service *sv, const ps_peer_id *from, uint64_t req,
     double sumsq;
     int rc = ps_grad_sumsq(sv->store, m->step, &sumsq, &err);
     if (rc < 0) {
-        reply_error(sv, from, req, rc, err.msg);
+        bus_server_refuse(&sv->bus, from, req, rc, err.msg);
         return;
     }
     Ramtrain__Envelope e;
@@ -348,22 +301,22 @@ static void on_grad_norm(ps_service *sv, const ps_peer_id *from, uint64_t req,
     r.has_shard = 1, r.shard = (uint32_t)sv->shard;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_GRAD_NORM_REPLY;
     e.grad_norm_reply = &r;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-static void on_apply_step(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_apply_step(ps_service *sv, const bus_peer *from, uint64_t req,
                           const Ramtrain__ApplyStep *m)
 {
     NEED(m, step, "apply_step");
     if (sv->step_reply) {
-        reply_error(sv, from, req, -EBUSY, "apply_step: a step is already being applied");
+        bus_server_refuse(&sv->bus, from, req, -EBUSY, "apply_step: a step is already being applied");
         return;
     }
     double clip = m->has_clip_factor ? m->clip_factor : 1.0;
     rt_err err = {{0}};
     int rc = ps_step_begin(sv->store, m->step, clip, m->has_data_cursor, m->data_cursor, &err);
     if (rc < 0) {
-        reply_error(sv, from, req, rc, err.msg);
+        bus_server_refuse(&sv->bus, from, req, rc, err.msg);
         return;
     }
     sv->step_reply = true;
@@ -373,7 +326,7 @@ static void on_apply_step(ps_service *sv, const ps_peer_id *from, uint64_t req,
     sv->step_t0 = now_s();
 }
 
-static void on_commit(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_commit(ps_service *sv, const bus_peer *from, uint64_t req,
                       const Ramtrain__Commit *m)
 {
     NEED(m, step, "commit");
@@ -382,13 +335,13 @@ static void on_commit(ps_service *sv, const ps_peer_id *from, uint64_t req,
     int rc = ps_stepping(sv->store) ? err_set(&err, -EBUSY, "commit: the step is still running")
                                     : ps_commit(sv->store, m->step, m->data_cursor, &err);
     if (rc < 0) {
-        reply_error(sv, from, req, rc, err.msg);
+        bus_server_refuse(&sv->bus, from, req, rc, err.msg);
         return;
     }
     reply_committed(sv, from, req, m->step, -1);
 }
 
-static void on_status(ps_service *sv, const ps_peer_id *from, uint64_t req)
+static void on_status(ps_service *sv, const bus_peer *from, uint64_t req)
 {
     Ramtrain__Envelope e;
     Ramtrain__StatusReply r = RAMTRAIN__STATUS_REPLY__INIT;
@@ -407,14 +360,14 @@ static void on_status(ps_service *sv, const ps_peer_id *from, uint64_t req)
     r.has_spill_bytes = 1, r.spill_bytes = spill;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_STATUS_REPLY;
     e.status_reply = &r;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-static void on_checkpoint(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_checkpoint(ps_service *sv, const bus_peer *from, uint64_t req,
                           const Ramtrain__Checkpoint *m)
 {
     if (m->dir == NULL || m->dir[0] == '\0') {
-        reply_error(sv, from, req, -EINVAL, "checkpoint.dir: not set");
+        bus_server_refuse(&sv->bus, from, req, -EINVAL, "checkpoint.dir: not set");
         return;
     }
     char path[4096];
@@ -425,7 +378,7 @@ static void on_checkpoint(ps_service *sv, const ps_peer_id *from, uint64_t req,
                            m->has_compute_dtype && m->compute_dtype, path, sizeof path, &bytes,
                            &err);
     if (rc < 0) {
-        reply_error(sv, from, req, rc, err.msg);
+        bus_server_refuse(&sv->bus, from, req, rc, err.msg);
         return;
     }
     Ramtrain__Envelope e;
@@ -437,10 +390,10 @@ static void on_checkpoint(ps_service *sv, const ps_peer_id *from, uint64_t req,
     r.has_seconds = 1, r.seconds = now_s() - t0;
     e.body_case = RAMTRAIN__ENVELOPE__BODY_CHECKPOINT_DONE;
     e.checkpoint_done = &r;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-static void on_shutdown(ps_service *sv, const ps_peer_id *from, uint64_t req,
+static void on_shutdown(ps_service *sv, const bus_peer *from, uint64_t req,
                         const Ramtrain__Shutdown *m)
 {
     log_info("shutdown requested (%s)%s", m->reason ? m->reason : "no reason given",
@@ -453,48 +406,18 @@ static void on_shutdown(ps_service *sv, const ps_peer_id *from, uint64_t req,
     r.reason = "acknowledged";
     e.body_case = RAMTRAIN__ENVELOPE__BODY_SHUTDOWN;
     e.shutdown = &r;
-    send_env(sv, from, &e);
+    bus_server_send(&sv->bus, from, &e);
 }
 
-/* Receives one multipart message and serves it. */
-static void on_message(ps_service *sv)
+/* Takes one message and serves it; bus_server_recv's return. */
+static int on_message(ps_service *sv)
 {
-    ps_peer_id from = {{0}, 0};
-    zmq_msg_t parts[3];
-    int n = 0, more = 1;
-    size_t extra = 0;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sv->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < 3)
-            parts[n++] = m;
-        else
-            extra++, zmq_msg_close(&m);
-    }
-    if (n == 0)
-        return;
-    from.len = zmq_msg_size(&parts[0]) < PS_IDENT_MAX ? zmq_msg_size(&parts[0]) : PS_IDENT_MAX;
-    memcpy(from.id, zmq_msg_data(&parts[0]), from.len);
-    if (n != 2 || extra > 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "expected one message frame, got %zu", (size_t)n - 1 + extra);
-        reply_error(sv, &from, 0, -EBADMSG, msg);
-        goto out;
-    }
-    Ramtrain__Envelope *e = NULL;
-    uint64_t req = 0;
-    rt_err err = {{0}};
-    int rc = env_unpack(zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), sv->run_id, &e, &req,
-                        &err);
-    if (rc < 0) {
-        reply_error(sv, &from, req, rc, err.msg);
-        goto out;
-    }
+    bus_peer from;
+    Ramtrain__Envelope *e;
+    uint64_t req;
+    int rc = bus_server_recv(&sv->bus, &from, &e, &req);
+    if (rc <= 0)
+        return rc;
     note_peer(sv, &from, NULL);
     switch (e->body_case) {
     case RAMTRAIN__ENVELOPE__BODY_HELLO: on_hello(sv, &from, req, e->hello); break;
@@ -511,13 +434,11 @@ static void on_message(ps_service *sv)
         char msg[128];
         snprintf(msg, sizeof msg, "envelope.%s: not a request the parameter server serves",
                  env_body_name(e));
-        reply_error(sv, &from, req, -ENOTSUP, msg);
+        bus_server_refuse(&sv->bus, &from, req, -ENOTSUP, msg);
     }
     }
     env_free(e);
-out:
-    for (int i = 0; i < n; i++)
-        zmq_msg_close(&parts[i]);
+    return rc;
 }
 
 /* One block of the step in progress; replies when the step is done. */
@@ -533,7 +454,7 @@ static void step_one(ps_service *sv)
     if (rc < 0) {
         log_error("optimizer step %llu failed: %s", (unsigned long long)sv->step_id, err.msg);
         if (sv->step_reply)
-            reply_error(sv, &sv->step_peer, sv->step_request, rc, err.msg);
+            bus_server_refuse(&sv->bus, &sv->step_peer, sv->step_request, rc, err.msg);
         sv->step_reply = false;
         return;
     }
@@ -547,21 +468,16 @@ static void step_one(ps_service *sv)
 static int serve(ps_service *sv)
 {
     while (!g_stop && !(sv->shutdown && !ps_stepping(sv->store))) {
-        zmq_pollitem_t it = {.socket = sv->sock, .events = ZMQ_POLLIN};
+        zmq_pollitem_t it = {.socket = sv->bus.sock, .events = ZMQ_POLLIN};
         long timeout = ps_stepping(sv->store) ? 0 : (long)sv->heartbeat_ms;
         int n = zmq_poll(&it, 1, timeout);
         if (n < 0 && zmq_errno() != EINTR) {
             log_error("zmq_poll: %s", zmq_strerror(zmq_errno()));
             return -EIO;
         }
-        for (int k = 0; n > 0 && k < 64 && (it.revents & ZMQ_POLLIN); k++) {
-            on_message(sv);
-            int ev = 0;
-            size_t sz = sizeof ev;
-            zmq_getsockopt(sv->sock, ZMQ_EVENTS, &ev, &sz);
-            if (!(ev & ZMQ_POLLIN))
+        for (int k = 0; n > 0 && k < 64 && (it.revents & ZMQ_POLLIN); k++)
+            if (on_message(sv) == -EAGAIN)
                 break;
-        }
         if (ps_stepping(sv->store))
             step_one(sv);
         send_heartbeats(sv);
@@ -610,16 +526,7 @@ static int parse_double(const char *opt, const char *s, double lo, double hi, do
 
 static int parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v < lo || v > hi) {
-        fprintf(stderr, "ramtrain-paramserver: option %s: \"%s\" is not an integer in "
-                        "[%llu, %llu]\n", opt, s, (unsigned long long)lo, (unsigned long long)hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return bus_opt_u64("ramtrain-paramserver", opt, s, lo, hi, out);
 }
 
 /* "512M", "8G", "1048576": bytes. */
@@ -812,8 +719,7 @@ int main(int argc, char **argv)
         endpoint = ep;
     }
 
-    ps_service sv = {.run_id = c.run_id, .shard = c.shard, .heartbeat_ms = (unsigned)hb};
-    snprintf(sv.sender, sizeof sv.sender, "paramserver.%d", c.shard);
+    ps_service sv = {.shard = c.shard, .heartbeat_ms = (unsigned)hb};
     sv.pending = calloc(PS_MAX_PENDING, sizeof *sv.pending);
     if (sv.pending == NULL)
         return 1;
@@ -829,16 +735,10 @@ int main(int argc, char **argv)
         free(sv.pending);
         return rc == -ENOMEM || rc == -EIO ? 1 : 2;
     }
-    sv.zctx = zmq_ctx_new();
-    sv.sock = zmq_socket(sv.zctx, ZMQ_ROUTER);
-    int one = 1, zero = 0;
-    int64_t maxmsg = PS_MAX_FRAME;
-    zmq_setsockopt(sv.sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
-    zmq_setsockopt(sv.sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(sv.sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (zmq_bind(sv.sock, endpoint) < 0) {
-        log_error("cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        rc = -EADDRINUSE;
+    char sender[64];
+    snprintf(sender, sizeof sender, "paramserver.%d", c.shard);
+    if ((rc = bus_server_open(&sv.bus, c.run_id, sender, endpoint, &err)) < 0) {
+        log_error("%s", err.msg);
     } else {
         log_info("serving run %s shard %d on %s (blocks %d..%d, step %llu)", c.run_id, c.shard,
                  endpoint, ps_first_block(sv.store),
@@ -846,8 +746,7 @@ int main(int argc, char **argv)
                  (unsigned long long)ps_steps_committed(sv.store));
         rc = serve(&sv);
     }
-    zmq_close(sv.sock);
-    zmq_ctx_term(sv.zctx);
+    bus_server_close(&sv.bus);
     ps_store_close(sv.store, sv.remove_state);
     free(sv.pending);
     log_info("exiting%s", g_stop ? " on a signal" : "");

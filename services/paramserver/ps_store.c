@@ -1160,11 +1160,7 @@ static int finish_interrupted_step(ps_store *s, rt_err *err)
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }
-    uint64_t committed = UINT64_MAX;
-    for (int i = 0; i < s->n; i++) {
-        uint64_t c = atomic_load(&s->blocks[i].shm.hdr->steps_committed);
-        committed = c < committed ? c : committed;
-    }
+    uint64_t committed = ps_steps_committed(s);
     if (hi > lo + 1 || lo < committed)
         return err_set(err, -EBADMSG, "layer block versions range over %llu..%llu with %llu "
                        "steps committed: the blocks are inconsistent; restore from a checkpoint",
@@ -1433,17 +1429,21 @@ void ps_usage(const ps_store *s, uint64_t *ram_bytes, uint64_t *spill_bytes)
     *spill_bytes = s->spill_bytes;
 }
 
+/* Micro-batches of step accumulated in the block of header h. */
+static uint32_t accum_count_at(const bs_header *h, uint64_t step)
+{
+    return atomic_load(&h->accum_step) == step ? atomic_load(&h->accum_count) : 0;
+}
+
 void ps_accum_state(const ps_store *s, uint64_t *step, uint32_t *micros)
 {
+    uint64_t committed = ps_steps_committed(s);
     uint32_t m = UINT32_MAX;
     for (int i = 0; i < s->n; i++) {
-        const bs_header *h = s->blocks[i].shm.hdr;
-        uint32_t c = atomic_load(&h->accum_step) == ps_steps_committed(s)
-                         ? atomic_load(&((bs_header *)h)->accum_count)
-                         : 0;
+        uint32_t c = accum_count_at(s->blocks[i].shm.hdr, committed);
         m = c < m ? c : m;
     }
-    *step = ps_steps_committed(s);
+    *step = committed;
     *micros = m;
 }
 
@@ -1503,8 +1503,7 @@ static int check_all_in(ps_store *s, uint64_t step, const char *what, rt_err *er
         return err_set(err, -EINVAL, "%s: step %llu, but the shard is at step %llu", what,
                        (unsigned long long)step, (unsigned long long)committed);
     for (int i = 0; i < s->n; i++) {
-        bs_header *h = s->blocks[i].shm.hdr;
-        uint32_t n = atomic_load(&h->accum_step) == step ? atomic_load(&h->accum_count) : 0;
+        uint32_t n = accum_count_at(s->blocks[i].shm.hdr, step);
         if (n != s->c.opt.micro_batches)
             return err_set(err, -EAGAIN,
                            "%s: step %llu: block %d has %u of its %u micro-batches", what,
@@ -1736,14 +1735,12 @@ int ps_checkpoint(ps_store *s, const char *dir, unsigned keep, bool compute_dtyp
     if (s->stepping)
         return err_set(err, -EBUSY, "Checkpoint: an optimizer step is running");
     uint64_t step = ps_steps_committed(s);
-    for (int i = 0; i < s->n; i++) {
-        bs_header *h = s->blocks[i].shm.hdr;
-        if (atomic_load(&h->accum_step) == step && atomic_load(&h->accum_count) > 0)
+    for (int i = 0; i < s->n; i++)
+        if (accum_count_at(s->blocks[i].shm.hdr, step) > 0)
             return err_set(err, -EBUSY,
                            "Checkpoint: step %llu has micro-batches accumulated; checkpoints "
                            "are taken at step boundaries",
                            (unsigned long long)step);
-    }
     int n_t = 0;
     for (int i = 0; i < s->n; i++)
         n_t += s->blocks[i].l->n_tensors;
