@@ -124,6 +124,7 @@ static void reply_committed(ps_service *sv, const bus_peer *to, uint64_t req, ui
     r.has_data_cursor = 1, r.data_cursor = ps_data_cursor(sv->store);
     r.has_shard = 1, r.shard = (uint32_t)sv->shard;
     r.has_seconds = seconds >= 0, r.seconds = seconds;
+    r.has_lr = 1, r.lr = ps_lr(ps_opt(sv->store), step);
     e.body_case = RAMTRAIN__ENVELOPE__BODY_STEP_COMMITTED;
     e.step_committed = &r;
     bus_server_send(&sv->bus, to, &e);

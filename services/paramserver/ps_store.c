@@ -187,6 +187,8 @@ static double now_s(void)
 
 /* ---- learning rate ------------------------------------------------------- */
 
+const ps_opt_config *ps_opt(const ps_store *s) { return &s->c.opt; }
+
 double ps_lr(const ps_opt_config *o, uint64_t step)
 {
     if (o->warmup_steps > 0 && step < o->warmup_steps)

@@ -146,6 +146,9 @@ int ps_grad_sumsq(ps_store *s, uint64_t step, double *sumsq, rt_err *err);
 /* Learning rate of step s under the schedule. */
 double ps_lr(const ps_opt_config *o, uint64_t step);
 
+/* The shard's optimizer settings. */
+const ps_opt_config *ps_opt(const ps_store *s);
+
 /* Starts ApplyStep(step, clip): checks every micro-batch is in and records
  * the step in the headers. Then call ps_step_next until it returns 1. */
 int ps_step_begin(ps_store *s, uint64_t step, double clip, bool commit, uint64_t data_cursor,
