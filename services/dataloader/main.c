@@ -34,6 +34,7 @@
 #include "services/common/bus.h"
 #include "services/common/envelope.h"
 #include "services/common/log.h"
+#include "services/common/run_config.h"
 #include "services/dataloader/data.h"
 #include "services/dataloader/ring.h"
 #include "services/dataloader/tokenizer.h"
@@ -323,9 +324,9 @@ int main(int argc, char **argv)
     log_init("dataloader", LOG_LEVEL_INFO);
     static const struct option opts[] = {
         {"run-id", 1, 0, 'r'}, {"run-dir", 1, 0, 'd'}, {"endpoint", 1, 0, 'e'},
-        {"data", 1, 0, 'c'}, {"slots", 1, 0, 's'}, {"threads", 1, 0, 't'},
+        {"data", 1, 0, 'c'}, {"config", 1, 0, 'C'}, {"slots", 1, 0, 's'}, {"threads", 1, 0, 't'},
         {"vocab", 1, 0, 'v'}, {"heartbeat-ms", 1, 0, 'H'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *run_id = NULL, *run_dir = NULL, *endpoint = NULL, *data_path = NULL;
+    const char *run_id = NULL, *run_dir = NULL, *endpoint = NULL, *data_path = NULL, *config_path = NULL;
     uint64_t slots = 8, threads = 2, vocab = 0, hb = 1000;
     int o, li = -1;
     opterr = 0;
@@ -338,13 +339,16 @@ int main(int argc, char **argv)
         case 'd': run_dir = optarg; break;
         case 'e': endpoint = optarg; break;
         case 'c': data_path = optarg; break;
+        case 'C': config_path = optarg; break;
         case 's': if (parse_u64(name, optarg, 2, RING_MAX_SLOTS, &slots) < 0) return 2; break;
         case 't': if (parse_u64(name, optarg, 1, DL_MAX_THREADS, &threads) < 0) return 2; break;
         case 'v': if (parse_u64(name, optarg, 1, INT32_MAX, &vocab) < 0) return 2; break;
         case 'H': if (parse_u64(name, optarg, 10, 60000, &hb) < 0) return 2; break;
         case 'h':
             printf("usage: ramtrain-dataloader --run-id ID (--run-dir DIR | --endpoint EP) "
-                   "--data DATA.yaml [--slots N] [--threads N] [--vocab N]\n");
+                   "(--data DATA.yaml | --config RUN.yaml) [--slots N] [--threads N] [--vocab N]\n"
+                   "  --config: the run config's data mapping (train.seq_len, train.batch_size);\n"
+                   "            --vocab defaults to the model's vocab_size\n");
             return 0;
         default:
             return bad("unknown option or missing value: %s", argv[optind - 1]);
@@ -352,8 +356,10 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument \"%s\"", argv[optind]);
-    if (run_id == NULL || data_path == NULL)
-        return bad("--run-id and --data are required%s", "");
+    if (run_id == NULL)
+        return bad("--run-id is required%s", "");
+    if ((data_path == NULL) == (config_path == NULL))
+        return bad("give exactly one of --data and --config%s", "");
     if ((run_dir == NULL) == (endpoint == NULL))
         return bad("give exactly one of --run-dir and --endpoint%s", "");
     rt_err err = {{0}};
@@ -372,9 +378,18 @@ int main(int argc, char **argv)
 
     dl_service sv = {.heartbeat_ms = (unsigned)hb, .efd = -1};
     data_config *cfg = NULL;
+    run_config *run = NULL; /* with --config: owns cfg */
     tok *t = NULL;
     int rc;
-    if ((rc = data_config_load(data_path, &cfg, &err)) < 0) {
+    if (config_path != NULL) {
+        if ((rc = rc_load_file(config_path, NULL, 0, &run, &err)) < 0) {
+            log_error("%s", err.msg);
+            return rc == -ENOMEM || rc == -EIO ? 1 : 2;
+        }
+        cfg = run->data;
+        if (vocab == 0)
+            vocab = (uint64_t)run->model.vocab;
+    } else if ((rc = data_config_load(data_path, &cfg, &err)) < 0) {
         log_error("%s", err.msg);
         return 2;
     }
@@ -383,7 +398,10 @@ int main(int argc, char **argv)
         (rc = data_open(cfg, t, &dopts, &sv.data, &err)) < 0) {
         log_error("%s", err.msg);
         tok_close(t);
-        data_config_free(cfg);
+        if (run != NULL)
+            rc_free(run);
+        else
+            data_config_free(cfg);
         return rc == -ENOMEM || rc == -EIO ? 1 : 2;
     }
     const data_stats *st = data_get_stats(sv.data);
@@ -441,7 +459,10 @@ int main(int argc, char **argv)
     log_info("exiting: %llu batches produced", (unsigned long long)sv.produced);
     data_close(sv.data);
     tok_close(t);
-    data_config_free(cfg);
+    if (run != NULL)
+        rc_free(run);
+    else
+        data_config_free(cfg);
     free(sv.pending);
     return rc;
 }
