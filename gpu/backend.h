@@ -49,7 +49,7 @@ typedef struct be_ops {
      * keep = BE_KEEP_FOR_BACKWARD when the very next layer call will be this
      * layer's backward with the same w, x, B and T (the last layer of a
      * micro-batch): the backend may then keep its intermediates and skip the
-     * recompute. Any other call (head_loss and embedding calls excepted)
+     * recompute. Any other call (head and embedding calls excepted)
      * drops what was kept. The result is bitwise the same either way. */
     int (*layer_forward)(be_backend *be, const model_layer_ptrs *w, const float *x, float *y,
                          int B, int T, int keep);
@@ -67,6 +67,12 @@ typedef struct be_ops {
     int (*head_loss)(be_backend *be, const model_head_ptrs *w, const float *embed,
                      const float *x, const int32_t *targets, int n, float grad_scale,
                      double *loss_sum, float *dx, model_head_ptrs *g, float *g_embed);
+    /* Final RMSNorm and LM head of n <= max_tokens rows, for inference:
+     * logits[n, vocab] (fp32, the caller's buffer) = norm(x[n, hidden]) @ W^T
+     * with W = w->lm_head, or embed when the head is tied (w->lm_head NULL).
+     * Like head_loss, it keeps a kept layer (see layer_forward). */
+    int (*head_logits)(be_backend *be, const model_head_ptrs *w, const float *embed,
+                       const float *x, int n, float *logits);
 } be_ops;
 
 struct be_backend {

@@ -584,6 +584,14 @@ static int cpu_embed_backward(be_backend *be, const int32_t *tokens, int n, cons
     return 0;
 }
 
+/* logits[R, V] = hn[R, H] @ W[V, H]^T: the LM head's projection. */
+static void head_project(const cpu_backend *cb, const float *W, const float *hn, int64_t R,
+                         float *logits)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)cb->V, (int)cb->H, 1.0f, hn,
+                (int)cb->H, W, (int)cb->H, 0.0f, logits, (int)cb->V);
+}
+
 static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *embed,
                          const float *x, const int32_t *targets, int n, float grad_scale,
                          double *loss_sum, float *dx, model_head_ptrs *g, float *g_embed)
@@ -608,8 +616,7 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
     for (int64_t r0 = 0; r0 < N; r0 += cb->head_rows) {
         int64_t R = N - r0 < cb->head_rows ? N - r0 : cb->head_rows;
         float *lg = cb->logits;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)V, (int)H, 1.0f,
-                    hn + r0 * H, (int)H, W, (int)H, 0.0f, lg, (int)V);
+        head_project(cb, W, hn + r0 * H, R, lg);
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < R; r++) {
             float *lr = lg + r * V;
@@ -640,6 +647,19 @@ static int cpu_head_loss(be_backend *be, const model_head_ptrs *w, const float *
     return 0;
 }
 
+/* The whole [n, V] output is the caller's, so no token chunks are needed. */
+static int cpu_head_logits(be_backend *be, const model_head_ptrs *w, const float *embed,
+                           const float *x, int n, float *logits)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const float *W = w->lm_head != NULL ? w->lm_head : embed;
+    if (W == NULL || n <= 0 || n > cb->base.max_tokens)
+        return -EINVAL;
+    rmsnorm_fwd(x, w->norm, cb->hn, cb->rstd_head, n, cb->H, cb->base.cfg.rms_eps);
+    head_project(cb, W, cb->hn, n, logits);
+    return 0;
+}
+
 /* ---- creation ----------------------------------------------------------------------- */
 
 static void cpu_destroy(be_backend *be)
@@ -659,6 +679,7 @@ static const be_ops CPU_OPS = {
     .layer_forward = cpu_layer_forward,
     .layer_backward = cpu_layer_backward,
     .head_loss = cpu_head_loss,
+    .head_logits = cpu_head_logits,
 };
 
 int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_threads,
