@@ -36,5 +36,11 @@ int cmd_demo(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_restart(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -17,6 +17,11 @@ static const struct command {
     cli_command_fn fn;
     const char *usage;
 } COMMANDS[] = {
+    {"run", cmd_run,
+     "run [CONFIG.yaml] [--run-dir DIR] [--set key=value]... [--resume] [--trace FILE]"},
+    {"status", cmd_status, "status [--run-dir DIR]"},
+    {"restart", cmd_restart, "restart paramserver|dataloader|worker [--run-dir DIR]"},
+    {"stop", cmd_stop, "stop [--run-dir DIR] [--no-wait]"},
     {"init", cmd_init, "init --config CONFIG.json [--seed N] --out DIR"},
     {"grad", cmd_grad,
      "grad --model DIR --tokens FILE --batch B --seq T --out GRADS.safetensors [--threads N]"},
@@ -26,6 +31,12 @@ static const struct command {
      "data prepare --data DATA.yaml --out DIR [--dedup none|exact|near] [--threshold 0.8] [--num-perm 128]\n"
      "                     [--ngram 5] [--shard-tokens 100000000] [--threads N]"},
     {"tokenize", cmd_tokenize, "tokenize [--tokenizer FILE] [--decode] [--no-special]  (stdin -> stdout, one line each)"},
+    {"eval", cmd_eval,
+     "eval --model DIR --data DATA.yaml|FILE [--seq-len T] [--batch B] [--max-batches N]\n"
+     "                     [--tokenizer FILE] [--threads N]"},
+    {"generate", cmd_generate,
+     "generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature X] [--top-k K]\n"
+     "                     [--top-p P] [--seed N] [--tokenizer FILE] [--threads N] [--ids]"},
 };
 
 static void usage(FILE *f)
