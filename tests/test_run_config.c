@@ -931,7 +931,7 @@ static void test_default_run(void **state)
     assert_true(c->model.tie_embeddings);
     uint64_t params = model_n_params(&c->model);
     assert_true(params > 2000000 && params < 5000000);
-    assert_int_equal(c->steps, 200);
+    assert_int_equal(c->steps, 300);
     assert_int_equal(c->batch_size, 8);
     assert_int_equal(c->seq_len, 128);
     assert_true(c->lr == 1e-3);
