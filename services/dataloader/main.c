@@ -42,6 +42,7 @@
 
 #define DL_MAX_PENDING 1024
 #define DL_MAX_THREADS 64
+#define DL_MAX_PEERS 16
 
 static volatile sig_atomic_t g_stop;
 
@@ -77,6 +78,11 @@ typedef struct dl_service {
     dl_pending *pending;
     int n_pending;
     unsigned heartbeat_ms;
+    bus_peer peers[DL_MAX_PEERS];     /* said Hello: they get our heartbeats ... */
+    double peer_seen[DL_MAX_PEERS];   /* ... until silent for 10 intervals */
+    int n_peers;
+    double last_beat;
+    uint64_t beat_seq;
     uint64_t next_request;
     bool shutdown, remove_state;
     uint64_t produced;
@@ -230,9 +236,24 @@ static void on_get_batch(dl_service *sv, const bus_peer *from, uint64_t req,
     sv->pending[sv->n_pending++] = (dl_pending){.peer = *from, .request_id = req, .batch = k};
 }
 
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void on_hello(dl_service *sv, const bus_peer *from, uint64_t req, const Ramtrain__Hello *m)
 {
     log_info("hello from %s (pid %u)", m->role ? m->role : "?", m->has_pid ? m->pid : 0);
+    int slot = -1;
+    for (int i = 0; i < sv->n_peers && slot < 0; i++)
+        if (sv->peers[i].len == from->len && memcmp(sv->peers[i].id, from->id, from->len) == 0)
+            slot = i;
+    if (slot < 0)
+        slot = sv->n_peers < DL_MAX_PEERS ? sv->n_peers++ : 0; /* full: the first goes */
+    sv->peers[slot] = *from;
+    sv->peer_seen[slot] = now_mono();
     Ramtrain__Envelope e;
     Ramtrain__Ready r = RAMTRAIN__READY__INIT;
     env_init(&e, sv->bus.run_id, sv->bus.sender, req);
@@ -267,6 +288,9 @@ static int on_message(dl_service *sv)
     int rc = bus_server_recv(&sv->bus, &from, &e, &req);
     if (rc <= 0)
         return rc;
+    for (int i = 0; i < sv->n_peers; i++)
+        if (sv->peers[i].len == from.len && memcmp(sv->peers[i].id, from.id, from.len) == 0)
+            sv->peer_seen[i] = now_mono();
     switch (e->body_case) {
     case RAMTRAIN__ENVELOPE__BODY_HELLO: on_hello(sv, &from, req, e->hello); break;
     case RAMTRAIN__ENVELOPE__BODY_HEARTBEAT: break;
@@ -301,6 +325,28 @@ static void serve(dl_service *sv)
             if (on_message(sv) == -EAGAIN)
                 break;
         serve_pending(sv);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double t = now_mono();
+        if (t - sv->last_beat >= sv->heartbeat_ms * 1e-3) {
+            sv->last_beat = t;
+            Ramtrain__Envelope e;
+            Ramtrain__Heartbeat h = RAMTRAIN__HEARTBEAT__INIT;
+            env_init(&e, sv->bus.run_id, sv->bus.sender, 0);
+            h.has_seq = 1, h.seq = sv->beat_seq++;
+            h.has_time_ns = 1, h.time_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+            e.body_case = RAMTRAIN__ENVELOPE__BODY_HEARTBEAT;
+            e.heartbeat = &h;
+            int k = 0;
+            for (int i = 0; i < sv->n_peers; i++) {
+                if (t - sv->peer_seen[i] > 10 * sv->heartbeat_ms * 1e-3)
+                    continue; /* gone: stop talking to it */
+                sv->peer_seen[k] = sv->peer_seen[i];
+                sv->peers[k++] = sv->peers[i];
+                bus_server_send(&sv->bus, &sv->peers[i], &e);
+            }
+            sv->n_peers = k;
+        }
     }
 }
 

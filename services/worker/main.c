@@ -103,6 +103,7 @@ static bool stopping(const worker *w) { return w->stop_now || g_term; }
 typedef struct ctl_peer {
     bus_peer peer;
     bool used;
+    double seen;                       /* last message from it; silent 10 intervals: gone */
 } ctl_peer;
 
 static void ctl_reply(worker *w, const bus_peer *to, uint64_t req, Ramtrain__Envelope *e)
@@ -129,6 +130,10 @@ static void *ctl_main(void *arg)
                 break;
             if (rc != 1)
                 continue;
+            for (int i = 0; i < WK_MAX_PEERS; i++)
+                if (peers[i].used && peers[i].peer.len == from.len &&
+                    memcmp(peers[i].peer.id, from.id, from.len) == 0)
+                    peers[i].seen = now_s();
             Ramtrain__Envelope e;
             env_init(&e, w->run_id, "worker", req);
             switch (m->body_case) {
@@ -145,6 +150,7 @@ static void *ctl_main(void *arg)
                     slot = 0; /* full: the oldest entry goes */
                 peers[slot].peer = from;
                 peers[slot].used = true;
+                peers[slot].seen = now_s();
                 Ramtrain__Ready r = RAMTRAIN__READY__INIT;
                 r.role = "worker";
                 r.has_pid = 1, r.pid = (uint32_t)getpid();
@@ -207,6 +213,8 @@ static void *ctl_main(void *arg)
         w->n_reports = 0;
         pthread_mutex_unlock(&w->mu);
         for (int i = 0; i < WK_MAX_PEERS; i++) {
+            if (peers[i].used && t - peers[i].seen > 10 * w->heartbeat_ms * 1e-3)
+                peers[i].used = false; /* gone: stop talking to it */
             if (!peers[i].used)
                 continue;
             Ramtrain__Envelope e;
