@@ -127,7 +127,7 @@ static void fail_locked(wk_engine *e, int rc, const char *msg)
     pthread_cond_broadcast(&e->cv);
 }
 
-static bool pid_alive(uint32_t pid)
+bool wk_pid_alive(uint32_t pid)
 {
     if (pid == 0)
         return true;
@@ -149,7 +149,7 @@ static bool pid_alive(uint32_t pid)
 static bool ps_gone(void *arg)
 {
     wk_engine *e = arg;
-    return e->cancel || !pid_alive(e->ps_pid);
+    return e->cancel || !wk_pid_alive(e->ps_pid);
 }
 
 /* Sends req on c and waits for its reply (no timeout: the paramserver may

@@ -103,6 +103,9 @@ void wk_engine_reset(wk_engine *e);
 void wk_engine_describe(const wk_engine *e, int *n_resident, uint64_t *resident_bytes,
                         uint64_t *stream_bytes);
 
+/* True while process pid exists and is not a zombie (0: unknown, true). */
+bool wk_pid_alive(uint32_t pid);
+
 /* Asks a blocked engine to give up (from another thread): the micro-batch in
  * hand fails with -ECANCELED. */
 void wk_engine_cancel(wk_engine *e);

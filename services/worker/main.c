@@ -257,32 +257,16 @@ static void queue_report(worker *w, const Ramtrain__StepReport *r, const char *c
 
 /* ---- talking to the services ------------------------------------------------------ */
 
-static bool pid_alive(uint32_t pid)
-{
-    if (pid == 0)
-        return true;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%u/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    return !(p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
-}
-
 static bool ps_gone(void *arg)
 {
     const worker *w = arg;
-    return stopping(w) || !pid_alive(w->ps_pid);
+    return stopping(w) || !wk_pid_alive(w->ps_pid);
 }
 
 static bool dl_gone(void *arg)
 {
     const worker *w = arg;
-    return stopping(w) || !pid_alive(w->dl_pid);
+    return stopping(w) || !wk_pid_alive(w->dl_pid);
 }
 
 /* Says Hello on a fresh socket until the service answers Ready; its pid
@@ -339,7 +323,7 @@ static int ps_request(worker *w, Ramtrain__Envelope *e, Ramtrain__Envelope **out
             break;
         if (stopping(w))
             return err_set(err, -ECANCELED, "stopping");
-        if (!pid_alive(w->ps_pid))
+        if (!wk_pid_alive(w->ps_pid))
             return err_set(err, -EPIPE, "the paramserver (pid %u) went away", w->ps_pid);
     }
     if ((*out)->body_case == RAMTRAIN__ENVELOPE__BODY_ERROR_REPLY) {
@@ -520,7 +504,7 @@ static int finish_step(worker *w, step_stats *st, bool force_ckpt, rt_err *err)
             return rc;
         if (rc == 1)
             break;
-        if (!pid_alive(w->ps_pid))
+        if (!wk_pid_alive(w->ps_pid))
             return err_set(err, -EPIPE, "the paramserver (pid %u) went away", w->ps_pid);
     }
     double wait_commit = now_s() - t0;
@@ -819,7 +803,7 @@ int main(int argc, char **argv)
             code = EXIT_OK;
             break;
         }
-        if (rc == -EPIPE || !pid_alive(w.ps_pid)) {
+        if (rc == -EPIPE || !wk_pid_alive(w.ps_pid)) {
             log_warn("%s; waiting for its restart, then redoing the step", err.msg);
             wk_engine_reset(w.eng);
             if (hello(&w, &w.ps, w.ps_ep, "paramserver", &w.ps_pid, &err) < 0) {
