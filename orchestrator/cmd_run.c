@@ -243,6 +243,36 @@ static void print_sample(const char *ckpt)
         fprintf(stderr, "ramtrain run: could not generate a sample (see above)\n");
 }
 
+/* Fills a run directory that rd_make_layout made and whose lock is held: a
+ * new run's id (and runs/latest for a default directory), the resolved
+ * config.yaml, model/config.json and, for the default run, its corpus when
+ * it is not there yet. run_id[RD_RUN_ID_LEN] is set when new_run. */
+static int write_run_files(const run_config *c, const char *dir, char *run_id, bool new_run,
+                           bool default_path, const char *corpus, rt_err *err)
+{
+    char path[RD_PATH_MAX + 64];
+    int rc;
+    if (new_run) {
+        snprintf(path, sizeof path, "%s/run_id", dir);
+        if ((rc = rd_run_id_new(dir, run_id, err)) < 0 ||
+            (rc = rd_write_file(path, run_id, strlen(run_id), err)) < 0)
+            return rc;
+        rt_err e2 = {{0}};
+        if (default_path && rd_latest_update(dir, &e2) < 0)
+            fprintf(stderr, "ramtrain run: warning: %s\n", e2.msg);
+    }
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    if ((rc = rc_write(c, path, err)) < 0)
+        return rc;
+    snprintf(path, sizeof path, "%s/model/config.json", dir);
+    if ((rc = rd_write_file(path, c->model_config_json, strlen(c->model_config_json), err)) < 0)
+        return rc;
+    struct stat st;
+    if (corpus != NULL && stat(corpus, &st) != 0)
+        return corpus_write(corpus, RUN_CORPUS_BYTES, 0, err);
+    return 0;
+}
+
 /* Prints how the run ended; returns the exit code. */
 static int report(const sup_result *res, const char *run_id, const char *dir, uint64_t total,
                   bool have_loss, double loss, double tps)
@@ -343,8 +373,8 @@ static int parse_opts(int argc, char **argv, run_opts *ro)
     return 0;
 }
 
-/* Where a resumed paramserver starts from: NULL with *ok when the blocks are
- * still in shared memory, else the checkpoint root. Refuses a run with
+/* Where a resumed paramserver starts from: *from NULL when the run's blocks
+ * are still in shared memory, else the checkpoint root (in ckpt_root). Refuses a run with
  * neither, or one whose newest checkpoint already has every step. */
 static int resume_source(const run_config *c, const char *dir, const char *run_id,
                          char *ckpt_root, size_t len, const char **from, rt_err *err)
@@ -486,35 +516,11 @@ int cmd_run(int argc, char **argv)
 
     /* from here on the run directory is ours */
     code = CLI_FAIL;
-    if (rd_make_layout(dir, &err) < 0 || rd_lock_take(dir, &lock_fd, &err) < 0) {
+    if ((rc = rd_make_layout(dir, &err)) < 0 || (rc = rd_lock_take(dir, &lock_fd, &err)) < 0 ||
+        (rc = write_run_files(c, dir, run_id, !ro.resume, default_path,
+                              is_default ? corpus : NULL, &err)) < 0) {
         cli_error("run", "%s", err.msg);
-        code = err.msg[0] && strstr(err.msg, "in use") ? CLI_USAGE : CLI_FAIL;
-        goto out;
-    }
-    if (!ro.resume) {
-        if (rd_run_id_new(dir, run_id, &err) < 0 ||
-            rd_write_file((snprintf(path, sizeof path, "%s/run_id", dir), path), run_id,
-                          strlen(run_id), &err) < 0) {
-            cli_error("run", "%s", err.msg);
-            goto out;
-        }
-        if (default_path && rd_latest_update(dir, &err) < 0)
-            fprintf(stderr, "ramtrain run: warning: %s\n", err.msg);
-    }
-    snprintf(path, sizeof path, "%s/config.yaml", dir);
-    if (rc_write(c, path, &err) < 0) {
-        cli_error("run", "%s", err.msg);
-        goto out;
-    }
-    snprintf(path, sizeof path, "%s/model/config.json", dir);
-    if (rd_write_file(path, c->model_config_json, strlen(c->model_config_json), &err) < 0) {
-        cli_error("run", "%s", err.msg);
-        goto out;
-    }
-    struct stat st;
-    if (is_default && stat(corpus, &st) != 0 &&
-        corpus_write(corpus, RUN_CORPUS_BYTES, 0, &err) < 0) {
-        cli_error("run", "%s", err.msg);
+        code = rc == -EBUSY ? CLI_USAGE : CLI_FAIL; /* another run took the lock first */
         goto out;
     }
     if (prog_open(dir, c->steps, isatty(STDERR_FILENO), &pg, &err) < 0) {

@@ -32,8 +32,11 @@ struct prog {
     uint64_t total;
     bool tty;
     bool drawn;                        /* a progress line is on the terminal */
-    bool any;                          /* a step was recorded */
+    bool any;                          /* a step was recorded in this session */
     uint64_t last_step;                /* 0-based step of the last record */
+    int64_t recorded;                  /* highest step in metrics.jsonl, this session or an
+                                          earlier one (-1: none): a resumed run that redoes
+                                          steps does not record them twice */
     double last_loss;
     uint64_t every;                    /* non-tty: log every this many steps */
     prog_sample win[PROG_WINDOW];      /* ring of the last steps */
@@ -42,6 +45,29 @@ struct prog {
     uint64_t sum_tokens_seen;
     char line[512];                    /* the progress line as last drawn */
 };
+
+/* The step of the last complete line of metrics.jsonl (fd), or -1. */
+static int64_t last_recorded(int fd)
+{
+    char buf[8192];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+    ssize_t n = end > 0 ? pread(fd, buf, (size_t)(end - start), start) : 0;
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    while (n > 0 && buf[n - 1] != '\n')
+        buf[--n] = '\0'; /* a torn last line (a killed orchestrator) does not count */
+    while (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    char *line = strrchr(buf, '\n');
+    line = line != NULL ? line + 1 : buf;
+    json_t *o = json_loads(line, 0, NULL);
+    json_t *step = json_object_get(o, "step");
+    int64_t r = json_is_integer(step) ? (int64_t)json_integer_value(step) : -1;
+    json_decref(o);
+    return r;
+}
 
 int prog_open(const char *run_dir, uint64_t total, bool tty, prog **out, rt_err *err)
 {
@@ -54,12 +80,13 @@ int prog_open(const char *run_dir, uint64_t total, bool tty, prog **out, rt_err 
     p->every = total <= 50 ? 1 : (total + 99) / 100;
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    p->metrics_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    p->metrics_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (p->metrics_fd < 0) {
         int e = errno;
         free(p);
         return err_set(err, -e, "cannot open %s: %s", path, strerror(e));
     }
+    p->recorded = last_recorded(p->metrics_fd);
     snprintf(path, sizeof path, "%s/logs/orchestrator.log", run_dir);
     p->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (p->log_fd < 0) {
@@ -250,7 +277,10 @@ int prog_step(prog *p, const Ramtrain__StepReport *r)
 {
     if (!r->has_step || (p->any && r->step <= p->last_step))
         return 0;
-    write_metrics(p, r);
+    if ((int64_t)r->step > p->recorded) {
+        write_metrics(p, r);
+        p->recorded = (int64_t)r->step;
+    }
     p->any = true;
     p->last_step = r->step;
     p->last_loss = r->has_loss ? r->loss : 0;

@@ -2,7 +2,8 @@
  * progress: what `ramtrain run` shows and records about the training.
  *
  * - metrics.jsonl: one JSON object per step, from the first StepReport of
- *   each step (a restarted worker may report a step again).
+ *   each step (a restarted worker may report a step again, a resumed run may
+ *   redo steps after its checkpoint: the file keeps the first).
  * - On a terminal (stderr is a tty): one progress line redrawn in place,
  *     step 12/200  loss 2.345  1.2k tok/s  ETA 3m20s  compute 81% | weights 4% | optimizer 10% | data 5%
  *   otherwise a plain log line per step for runs of at most 50 steps, and
@@ -47,8 +48,9 @@ void prog_log(prog *p, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Takes a StepReport: when it is the first report of its step in this
- * session, appends its metrics line, updates the display and returns 1; a
- * repeat returns 0. */
+ * session, updates the display and returns 1 (a repeat returns 0), and
+ * appends its metrics line unless metrics.jsonl already has the step (a
+ * resumed run redoing steps after its last checkpoint). */
 int prog_step(prog *p, const Ramtrain__StepReport *r);
 
 /* Steps completed according to the reports (last step + 1; 0 before any). */

@@ -267,7 +267,12 @@ static void log_marker(svc *s)
     }
 }
 
-static void schedule_failure_restart(sup *S, svc *s, double delay);
+/* Down until now + delay, then started again by the timers. */
+static void schedule_restart(svc *s, double delay)
+{
+    s->state = SV_DOWN;
+    s->restart_at = now_s() + delay;
+}
 
 /* A fresh DEALER to s (what was queued on the old one is dropped). The
  * service binds its socket a moment after it starts, so the first connect
@@ -295,7 +300,7 @@ static void spawn(sup *S, svc *s)
     double t = now_s();
     if (dealer_connect(S, s, &err) < 0) {
         LOG(S, LOG_LEVEL_ERROR, "%s: %s", s->name, err.msg);
-        schedule_failure_restart(S, s, SUP_BACKOFF_MAX_S);
+        schedule_restart(s, SUP_BACKOFF_MAX_S);
         return;
     }
     log_marker(s);
@@ -303,7 +308,7 @@ static void spawn(sup *S, svc *s)
     pid_t pid = fork();
     if (pid < 0) {
         LOG(S, LOG_LEVEL_ERROR, "cannot start %s: fork: %s", s->name, strerror(errno));
-        schedule_failure_restart(S, s, SUP_BACKOFF_MAX_S);
+        schedule_restart(s, SUP_BACKOFF_MAX_S);
         return;
     }
     if (pid == 0)
@@ -477,13 +482,6 @@ static bool query_steps(sup *S, uint64_t *steps)
 
 /* ---- children exiting -------------------------------------------------------------- */
 
-static void schedule_failure_restart(sup *S, svc *s, double delay)
-{
-    s->state = SV_DOWN;
-    s->restart_at = now_s() + delay;
-    (void)S;
-}
-
 static void on_child_exit(sup *S, svc *s, int status)
 {
     double t = now_s();
@@ -570,7 +568,7 @@ static void on_child_exit(sup *S, svc *s, int status)
     s->backoff = s->backoff * 2 > SUP_BACKOFF_MAX_S ? SUP_BACKOFF_MAX_S : s->backoff * 2;
     LOG(S, LOG_LEVEL_WARN, "%s (pid %d) died after %.1f s (%s); restarting it in %.1f s "
         "(restart %d)", s->name, (int)pid, ran, how, delay, s->restarts + 1);
-    schedule_failure_restart(S, s, delay);
+    schedule_restart(s, delay);
 }
 
 static void reap(sup *S)

@@ -173,7 +173,8 @@ def shm_left(ctx, run_id):
 
 
 def check_clean(ctx, run_dir, what, run_id=None):
-    """No process of the run alive (after a moment) and no shared memory left."""
+    """No process of the run alive (after a moment), no shared memory left, and no
+    sanitizer report in the run's logs."""
     rid = run_id or run_id_of(run_dir)
     if rid is None:
         ctx.check(True, "%s: no run id, so nothing of it can be left" % what)
@@ -186,6 +187,13 @@ def check_clean(ctx, run_dir, what, run_id=None):
     ctx.check(not procs, "%s: no process of run %s alive" % (what, rid), repr(procs))
     left = shm_left(ctx, rid)
     ctx.check(not left, "%s: no shared memory of run %s left" % (what, rid), repr(left))
+    logs = os.path.join(run_dir, "logs")
+    bad = []
+    for n in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        text = open(os.path.join(logs, n), errors="replace").read()
+        if not sanitizer_free(text):
+            bad.append("%s:\n%s" % (n, text[-3000:]))
+    ctx.check(not bad, "%s: no sanitizer report in the services' logs" % what, "\n".join(bad))
 
 
 def metrics(run_dir):
