@@ -204,13 +204,16 @@ static void *ctl_main(void *arg)
         }
         double t = now_s();
         bool beat = t - last_hb >= w->heartbeat_ms * 1e-3;
+        bool any_peer = false;
+        for (int i = 0; i < WK_MAX_PEERS; i++)
+            any_peer |= peers[i].used;
         pthread_mutex_lock(&w->mu);
-        int n = w->n_reports;
+        int n = any_peer ? w->n_reports : 0; /* no one to tell yet: keep them */
         Ramtrain__StepReport reps[WK_REPORTS];
         memcpy(reps, w->reports, (size_t)n * sizeof *reps);
         char paths[WK_REPORTS][512];
         memcpy(paths, w->report_paths, (size_t)n * sizeof paths[0]);
-        w->n_reports = 0;
+        w->n_reports -= n;
         pthread_mutex_unlock(&w->mu);
         for (int i = 0; i < WK_MAX_PEERS; i++) {
             if (peers[i].used && t - peers[i].seen > 10 * w->heartbeat_ms * 1e-3)
@@ -360,7 +363,8 @@ static int ps_status(worker *w, uint64_t *committed, uint64_t *cursor, rt_err *e
 
 /* Fills w->inputs/targets with micro-batch k; *n_trained counts the targets
  * the loss takes. A dataloader that dies is waited for and asked again. */
-static int get_batch(worker *w, uint64_t k, uint64_t *n_trained, double *waited, rt_err *err)
+static int get_batch(worker *w, uint64_t k, uint64_t *n_trained, double *waited, int *retries,
+                     rt_err *err)
 {
     const int B = (int)w->rc->batch_size, T = (int)w->rc->seq_len;
     double t0 = now_s();
@@ -417,9 +421,19 @@ static int get_batch(worker *w, uint64_t k, uint64_t *n_trained, double *waited,
                        "worker trains on %d rows of %d",
                        h->rows, h->seq, slot, h->n_slots, B, T);
     if (atomic_load_explicit(&h->slot[slot].batch, memory_order_acquire) != k ||
-        atomic_load_explicit(&h->slot[slot].state, memory_order_acquire) != RING_READY)
-        return err_set(err, -EPROTO, "ring slot %u does not hold batch %llu", slot,
-                       (unsigned long long)k);
+        atomic_load_explicit(&h->slot[slot].state, memory_order_acquire) != RING_READY) {
+        /* a restarted dataloader recreated the ring after we mapped it: map
+         * the new one and ask again */
+        log_warn("ring slot %u does not hold batch %llu; re-attaching the ring", slot,
+                 (unsigned long long)k);
+        ring_close(&w->ring);
+        w->ring_open = false;
+        if (++*retries > 50)
+            return err_set(err, -EPROTO, "ring slot %u does not hold batch %llu", slot,
+                           (unsigned long long)k);
+        usleep(20 * 1000);
+        return get_batch(w, k, n_trained, waited, retries, err);
+    }
     const int32_t *ids = ring_tokens(&w->ring, slot);
     const uint8_t *mask = ring_mask(&w->ring, slot);
     uint64_t n = 0;
@@ -588,7 +602,8 @@ static int train(worker *w, rt_err *err)
         for (uint32_t m = 0; m < K; m++) {
             uint64_t n_trained = 0;
             double t0us = tr_now_us();
-            if ((rc = get_batch(w, s * K + m, &n_trained, &st.wait_data, err)) < 0)
+            int retries = 0;
+            if ((rc = get_batch(w, s * K + m, &n_trained, &st.wait_data, &retries, err)) < 0)
                 return rc == -ECANCELED ? TRAIN_STOPPED : rc;
             tr_span(w->trace, TR_CONTROL, "get batch", t0us, tr_now_us(), -1, s, (int)m);
             float scale = n_trained > 0 ? (float)(1.0 / (double)n_trained) : 0.0f;
