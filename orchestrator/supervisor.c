@@ -750,6 +750,22 @@ static void serve_control(sup *S)
 
 /* ---- timers ---------------------------------------------------------------------------- */
 
+/* Silence that marks a service hung: the missed heartbeats, but never less
+ * than $RAMTRAIN_HUNG_S (default 60 s): a paramserver writing a large
+ * checkpoint, or updating one huge spilled block, sends no heartbeats
+ * meanwhile and must not be killed for it. */
+static double hung_after(double beats_s)
+{
+    static double floor_s = -1;
+    if (floor_s < 0) {
+        const char *v = getenv(SUP_ENV_HUNG);
+        char *end;
+        double d = v != NULL ? strtod(v, &end) : 60.0;
+        floor_s = v != NULL && (end == v || *end != '\0' || d < 0) ? 60.0 : d;
+    }
+    return beats_s > floor_s ? beats_s : floor_s;
+}
+
 static void timers(sup *S)
 {
     double t = now_s();
@@ -786,9 +802,10 @@ static void timers(sup *S)
                 send_hello(S, s);
             }
         } else if (s->state == SV_READY && s->beats &&
-                   t - s->last_seen > SUP_HUNG_BEATS * beat_s) {
-            LOG(S, LOG_LEVEL_WARN, "%s (pid %d) silent for %.1f s (%d heartbeat intervals): "
-                "hung; killing it", s->name, (int)s->pid, t - s->last_seen, SUP_HUNG_BEATS);
+                   t - s->last_seen > hung_after(SUP_HUNG_BEATS * beat_s)) {
+            LOG(S, LOG_LEVEL_WARN, "%s (pid %d) silent for %.1f s (more than %d heartbeat "
+                "intervals and %s=%.0f s): hung; killing it", s->name, (int)s->pid,
+                t - s->last_seen, SUP_HUNG_BEATS, SUP_ENV_HUNG, hung_after(0));
             kill(s->pid, SIGKILL);
             s->hung = true;
             s->state = SV_STOPPING;

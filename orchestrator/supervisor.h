@@ -46,7 +46,8 @@
 #include "orchestrator/progress.h"
 #include "storage/err.h"
 
-#define SUP_HUNG_BEATS 5               /* missed heartbeat intervals = hung */
+#define SUP_HUNG_BEATS 5               /* missed heartbeat intervals = hung ... */
+#define SUP_ENV_HUNG "RAMTRAIN_HUNG_S" /* ... and at least this many seconds (default 60) */
 #define SUP_BACKOFF_MIN_S 0.2
 #define SUP_BACKOFF_MAX_S 5.0
 #define SUP_BACKOFF_RESET_S 30.0       /* a service that ran this long starts over at the minimum */

@@ -43,6 +43,7 @@ class Ctx:
     def env(self, **extra):
         e = dict(os.environ)
         e["RAMTRAIN_SHM_DIR"] = self.shm
+        e["RAMTRAIN_HUNG_S"] = "0"  # the hang tests freeze a worker: 5 heartbeats are enough
         e.pop("RAMTRAIN_BIN_DIR", None)
         e.update(extra)
         return e
