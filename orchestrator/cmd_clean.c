@@ -21,35 +21,10 @@
 #include <unistd.h>
 
 #include "orchestrator/cli.h"
+#include "orchestrator/run_dir.h"
 #include "storage/blockstore.h"
 
-/* True when name is "ramtrain.<run_id>.<digits>.<digits><suffix>" (a layer
- * block or, with suffix ".spill", a spill file) or, without a suffix,
- * "ramtrain.<run_id>.<digits>.journal" (a shard's undo journal) or
- * "ramtrain.<run_id>.ring" (the data loader's batch ring). */
-static int is_run_object(const char *name, const char *run_id, const char *suffix)
-{
-    size_t rl = strlen(run_id);
-    if (strncmp(name, "ramtrain.", 9) != 0 || strncmp(name + 9, run_id, rl) != 0 ||
-        name[9 + rl] != '.')
-        return 0;
-    const char *p = name + 10 + rl;
-    if (suffix[0] == '\0' && strcmp(p, "ring") == 0)
-        return 1;
-    for (int part = 0; part < 2; part++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (part == 0 && *p++ != '.')
-            return 0;
-        if (part == 0 && suffix[0] == '\0' && strcmp(p, "journal") == 0)
-            return 1;
-    }
-    return strcmp(p, suffix) == 0;
-}
-
-static int remove_matching(const char *dir, const char *run_id, const char *suffix, int *n)
+static int remove_matching(const char *dir, const char *run_id, bool spill, int *n)
 {
     DIR *d = opendir(dir);
     if (d == NULL)
@@ -57,7 +32,7 @@ static int remove_matching(const char *dir, const char *run_id, const char *suff
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) != NULL) {
-        if (!is_run_object(e->d_name, run_id, suffix))
+        if (!rd_is_run_object(e->d_name, run_id, spill))
             continue;
         char path[4352];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -109,9 +84,9 @@ int cmd_clean(int argc, char **argv)
     const char *env = getenv(BS_ENV_DIR);
     const char *dirs[] = {env != NULL && env[0] ? env : NULL, BS_DIR_HUGETLB, BS_DIR_SHM};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
-        if (dirs[i] != NULL && remove_matching(dirs[i], run_id, "", &n) < 0)
+        if (dirs[i] != NULL && remove_matching(dirs[i], run_id, false, &n) < 0)
             rc = -1;
-    if (spill_dir != NULL && remove_matching(spill_dir, run_id, ".spill", &n) < 0)
+    if (spill_dir != NULL && remove_matching(spill_dir, run_id, true, &n) < 0)
         rc = -1;
     printf("%d object%s of run %s removed\n", n, n == 1 ? "" : "s", run_id);
     return rc < 0 ? CLI_FAIL : CLI_OK;

@@ -254,11 +254,7 @@ static const char *digits(const char *p)
     return p;
 }
 
-/* True when name is one of run_id's objects: in shared memory (spill false)
- * "ramtrain.<id>.ring", "ramtrain.<id>.<shard>.journal" or
- * "ramtrain.<id>.<shard>.<block>"; in the spill directory (spill true)
- * "ramtrain.<id>.<shard>.spill". */
-static bool is_run_object(const char *name, const char *run_id, bool spill)
+bool rd_is_run_object(const char *name, const char *run_id, bool spill)
 {
     size_t rl = strlen(run_id);
     if (strncmp(name, "ramtrain.", 9) != 0 || strncmp(name + 9, run_id, rl) != 0 ||
@@ -284,7 +280,7 @@ static int remove_in(const char *dir, const char *run_id, bool spill, int *n, rt
     int rc = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!is_run_object(e->d_name, run_id, spill))
+        if (!rd_is_run_object(e->d_name, run_id, spill))
             continue;
         char path[RD_PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);

@@ -91,6 +91,12 @@ int rd_write_file(const char *path, const void *buf, size_t len, rt_err *err);
  * (it goes on with the rest). */
 int rd_remove_state(const char *run_id, const char *spill_dir, int *n, rt_err *err);
 
+/* True when the file name is one of run_id's objects: in shared memory (spill
+ * false) "ramtrain.<id>.ring", "ramtrain.<id>.<shard>.journal" or
+ * "ramtrain.<id>.<shard>.<block>"; in a spill directory (spill true)
+ * "ramtrain.<id>.<shard>.spill". */
+bool rd_is_run_object(const char *name, const char *run_id, bool spill);
+
 /* Last lines of a log file: at most n lines from the last 16 KiB of path,
  * each prefixed with `indent`, into out[len] (NUL-terminated; "" when the
  * file is empty or unreadable). */
