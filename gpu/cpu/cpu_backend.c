@@ -660,6 +660,93 @@ static int cpu_head_logits(be_backend *be, const model_head_ptrs *w, const float
     return 0;
 }
 
+/* ---- memory, copies and order: host memory, copies done at once ---------------------- */
+
+static void *cpu_mem_alloc(be_backend *be, uint64_t bytes)
+{
+    (void)be;
+    return aligned_alloc(4096, lb_align_up(bytes > 0 ? bytes : 1, 4096));
+}
+
+static void cpu_mem_free(be_backend *be, void *p)
+{
+    (void)be;
+    free(p);
+}
+
+static int cpu_mem_zero(be_backend *be, be_queue *q, void *p, uint64_t bytes)
+{
+    (void)be, (void)q;
+    memset(p, 0, bytes);
+    return 0;
+}
+
+static int cpu_host_register(be_backend *be, void *p, uint64_t bytes)
+{
+    (void)be, (void)p, (void)bytes;
+    return 0;
+}
+
+static void cpu_host_unregister(be_backend *be, void *p) { (void)be, (void)p; }
+
+/* Copies happen in the calling thread, so a queue holds nothing: one static
+ * object stands for every queue and every event. */
+static char cpu_token;
+
+static int cpu_queue_create(be_backend *be, be_queue **q)
+{
+    (void)be;
+    *q = (be_queue *)&cpu_token;
+    return 0;
+}
+
+static void cpu_queue_destroy(be_backend *be, be_queue *q) { (void)be, (void)q; }
+
+static int cpu_copy(be_backend *be, be_queue *q, void *dst, const void *src, uint64_t bytes)
+{
+    (void)be, (void)q;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+
+static int cpu_convert(be_backend *be, be_queue *q, const float *src, void *dst, dt_type dt,
+                       uint64_t n)
+{
+    (void)be, (void)q;
+    if (dt == DT_F32)
+        memcpy(dst, src, n * sizeof(float));
+    else
+        dt_from_f32(dt, src, dst, n);
+    return 0;
+}
+
+static int cpu_queue_sync(be_backend *be, be_queue *q)
+{
+    (void)be, (void)q;
+    return 0;
+}
+
+static int cpu_event_create(be_backend *be, be_event **ev)
+{
+    (void)be;
+    *ev = (be_event *)&cpu_token;
+    return 0;
+}
+
+static void cpu_event_destroy(be_backend *be, be_event *ev) { (void)be, (void)ev; }
+
+static int cpu_event_mark(be_backend *be, be_queue *q, be_event *ev)
+{
+    (void)be, (void)q, (void)ev;
+    return 0;
+}
+
+static double cpu_event_ms(be_backend *be, be_event *a, be_event *b)
+{
+    (void)be, (void)a, (void)b;
+    return -1.0;
+}
+
 /* ---- creation ----------------------------------------------------------------------- */
 
 static void cpu_destroy(be_backend *be)
@@ -680,6 +767,22 @@ static const be_ops CPU_OPS = {
     .layer_backward = cpu_layer_backward,
     .head_loss = cpu_head_loss,
     .head_logits = cpu_head_logits,
+    .mem_alloc = cpu_mem_alloc,
+    .mem_free = cpu_mem_free,
+    .mem_zero = cpu_mem_zero,
+    .host_register = cpu_host_register,
+    .host_unregister = cpu_host_unregister,
+    .queue_create = cpu_queue_create,
+    .queue_destroy = cpu_queue_destroy,
+    .copy_in = cpu_copy,
+    .copy_out = cpu_copy,
+    .convert = cpu_convert,
+    .queue_sync = cpu_queue_sync,
+    .event_create = cpu_event_create,
+    .event_destroy = cpu_event_destroy,
+    .event_record = cpu_event_mark,
+    .event_wait = cpu_event_mark,
+    .event_ms = cpu_event_ms,
 };
 
 int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_threads,
@@ -701,6 +804,8 @@ int be_cpu_create(const model_config *cfg, int max_tokens, int max_seq, int n_th
     cb->base.cfg = *cfg;
     cb->base.max_tokens = max_tokens;
     cb->base.max_seq = max_seq;
+    cb->base.wdtype = DT_F32;
+    cb->base.on_device = false;
     if (n_threads <= 0)
         n_threads = omp_get_num_procs();
     cb->base.n_threads = n_threads;

@@ -1,0 +1,2 @@
+/* placeholder: written next */
+#include "gpu/cuda/kernels.h"
